@@ -1,0 +1,189 @@
+"""A tiny scalar autograd engine in the spirit of karpathy's micrograd.
+
+Each operation computes its result and, right below it, the rule that sends the output's
+gradient back to its inputs. ``Value.backward()`` orders the graph topologically and applies
+those rules from the output to the leaves, which is what ``torch.autograd`` does for tensors.
+Primitives: ``+``, ``*``, ``**`` (constant power), ``exp``, ``log``, ``tanh``, ``relu``;
+negation, subtraction and division are built from them.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable
+from typing import Any
+
+
+class Value:
+    """A scalar that remembers how it was computed, so it can compute gradients."""
+
+    def __init__(self, data: float, _children: tuple[Value, ...] = (), _op: str = "") -> None:
+        self.data = float(data)
+        self.grad = 0.0
+        self._backward: Callable[[], None] = lambda: None
+        self._prev = _children
+        self._op = _op
+
+    def __add__(self, other: Value | float) -> Value:
+        other = other if isinstance(other, Value) else Value(other)
+        out = Value(self.data + other.data, (self, other), "+")
+
+        def _backward() -> None:
+            self.grad += out.grad
+            other.grad += out.grad
+
+        out._backward = _backward
+        return out
+
+    def __mul__(self, other: Value | float) -> Value:
+        other = other if isinstance(other, Value) else Value(other)
+        out = Value(self.data * other.data, (self, other), "*")
+
+        def _backward() -> None:
+            self.grad += other.data * out.grad
+            other.grad += self.data * out.grad
+
+        out._backward = _backward
+        return out
+
+    def __pow__(self, exponent: float) -> Value:
+        if not isinstance(exponent, (int, float)):
+            raise TypeError(f"Value ** only supports int/float exponents, got {type(exponent).__name__}")
+        out = Value(self.data**exponent, (self,), f"**{exponent}")
+
+        def _backward() -> None:
+            self.grad += exponent * self.data ** (exponent - 1) * out.grad
+
+        out._backward = _backward
+        return out
+
+    def exp(self) -> Value:
+        out = Value(math.exp(self.data), (self,), "exp")
+
+        def _backward() -> None:
+            self.grad += out.data * out.grad
+
+        out._backward = _backward
+        return out
+
+    def log(self) -> Value:
+        if self.data <= 0:
+            raise ValueError(f"log needs a positive input, got {self.data}")
+        out = Value(math.log(self.data), (self,), "log")
+
+        def _backward() -> None:
+            self.grad += out.grad / self.data
+
+        out._backward = _backward
+        return out
+
+    def tanh(self) -> Value:
+        out = Value(math.tanh(self.data), (self,), "tanh")
+
+        def _backward() -> None:
+            self.grad += (1 - out.data**2) * out.grad
+
+        out._backward = _backward
+        return out
+
+    def relu(self) -> Value:
+        out = Value(max(self.data, 0.0), (self,), "relu")
+
+        def _backward() -> None:
+            self.grad += (out.data > 0) * out.grad
+
+        out._backward = _backward
+        return out
+
+    def backward(self) -> None:
+        """Fill ``.grad`` of every node this value depends on (d self / d node)."""
+        order: list[Value] = []
+        seen: set[int] = set()
+
+        def visit(node: Value) -> None:
+            if id(node) not in seen:
+                seen.add(id(node))
+                for child in node._prev:
+                    visit(child)
+                order.append(node)
+
+        visit(self)
+        self.grad = 1.0
+        for node in reversed(order):
+            node._backward()
+
+    # Composed from the primitives above.
+    def __neg__(self) -> Value:
+        return self * -1
+
+    def __sub__(self, other: Value | float) -> Value:
+        return self + (-other)
+
+    def __truediv__(self, other: Value | float) -> Value:
+        return self * other**-1
+
+    def __radd__(self, other: float) -> Value:
+        return self + other
+
+    def __rmul__(self, other: float) -> Value:
+        return self * other
+
+    def __rsub__(self, other: float) -> Value:
+        return other + (-self)
+
+    def __rtruediv__(self, other: float) -> Value:
+        return other * self**-1
+
+    def __repr__(self) -> str:
+        return f"Value(data={self.data:.4g}, grad={self.grad:.4g})"
+
+
+# Operations that exist with the same spelling on Value and torch.Tensor, so one random
+# expression can be evaluated by both engines.
+_UNARY: dict[str, Callable[[Any], Any]] = {
+    "tanh": lambda a: a.tanh(),
+    "relu": lambda a: a.relu(),
+    "exp": lambda a: (a * 0.5).exp(),
+    "square": lambda a: a**2,
+    "log1p_sq": lambda a: (a**2 + 1).log(),
+}
+_BINARY: dict[str, Callable[[Any, Any], Any]] = {
+    "add": lambda a, b: a + b,
+    "sub": lambda a, b: a - b,
+    "mul": lambda a, b: a * b,
+    "div": lambda a, b: a / (b**2 + 1),
+}
+
+
+def random_expression(n_inputs: int, n_ops: int, seed: int) -> tuple[Callable[[list[Any]], Any], str]:
+    """Build a random expression of ``n_inputs`` variables; return it as a function and as text.
+
+    The function takes a list of inputs (``Value`` objects or scalar tensors) and uses only
+    operations both engines share, so the same expression can be differentiated by each.
+    """
+    if n_inputs < 1 or n_ops < 1:
+        raise ValueError(f"need n_inputs >= 1 and n_ops >= 1, got {n_inputs} and {n_ops}")
+    rng = random.Random(seed)
+    steps: list[tuple[str, int, int]] = []
+    names = [f"x{i}" for i in range(n_inputs)]
+    for _ in range(n_ops):
+        if rng.random() < 0.4:
+            op, a = rng.choice(sorted(_UNARY)), rng.randrange(len(names))
+            steps.append((op, a, -1))
+            names.append(f"{op}({names[a]})")
+        else:
+            op, a, b = rng.choice(sorted(_BINARY)), rng.randrange(len(names)), rng.randrange(len(names))
+            steps.append((op, a, b))
+            names.append(f"{op}({names[a]}, {names[b]})")
+
+    def expression(inputs: list[Any]) -> Any:
+        nodes = list(inputs)
+        for op, a, b in steps:
+            nodes.append(_UNARY[op](nodes[a]) if b < 0 else _BINARY[op](nodes[a], nodes[b]))
+        total = nodes[0]
+        for node in nodes[1:]:
+            total = total + node  # every input and intermediate contributes, so all get a gradient
+        return total
+
+    return expression, " + ".join(names)

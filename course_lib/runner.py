@@ -1,0 +1,211 @@
+"""``python -m course_lib run``: execute notebooks with papermill, reproducibly.
+
+Each notebook runs in a child process (so the kernel's peak memory can be read from
+``getrusage``), into a temporary file that replaces the target only when the run succeeds.
+Volatile metadata is stripped and adjacent stream outputs merged, so regenerating an unchanged
+notebook gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nbformat
+
+from course_lib.paths import display_path
+
+KERNEL = "python3"
+# Applied to every kernel the course starts (runner and tests), so outputs do not depend on the caller.
+KERNEL_ENV = {"TQDM_DISABLE": "1", "PYTHONHASHSEED": "0", "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
+_VOLATILE_CELL_KEYS = ("papermill", "execution", "ExecuteTime", "collapsed", "scrolled")
+
+
+@dataclass
+class RunResult:
+    """What one notebook run did."""
+
+    notebook: Path
+    ok: bool
+    seconds: float
+    peak_mib: float | None
+    target: Path | None = None
+    error: str = ""
+
+
+def parse_value(text: str) -> Any:
+    """Turn a ``-p`` value into a Python literal when it is one (``20``, ``1e-3``, ``True``), else a str."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def find_notebooks(paths: list[str]) -> list[Path]:
+    """Expand files and folders into a sorted list of ``.ipynb`` files (checkpoints skipped)."""
+    found: list[Path] = []
+    for item in paths:
+        path = Path(item)
+        if path.is_dir():
+            found += sorted(p for p in path.glob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+        elif path.suffix == ".ipynb" and path.is_file():
+            found.append(path)
+        else:
+            raise ValueError(f"expected a notebook (.ipynb) or a folder of notebooks, got {item!r}")
+    if not found:
+        raise ValueError(f"no notebooks found in {', '.join(paths)}")
+    return found
+
+
+def notebook_parameters(path: Path) -> dict[str, Any]:
+    """Return the names declared in the notebook's ``parameters`` cell."""
+    import papermill as pm
+
+    return pm.inspect_notebook(str(path))
+
+
+def normalize(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """Strip run-to-run metadata and merge adjacent stream outputs, in place; return ``nb``."""
+    for key in ("papermill", "widgets"):
+        nb.metadata.pop(key, None)
+    for index, cell in enumerate(nb.cells):
+        for key in _VOLATILE_CELL_KEYS:
+            cell.metadata.pop(key, None)
+        if "injected-parameters" in cell.metadata.get("tags", []):
+            cell["id"] = "injected-parameters"
+        elif not cell.get("id"):
+            cell["id"] = f"cell-{index:03d}"
+        if cell.cell_type == "code":
+            cell.outputs = _merge_streams(cell.outputs)
+    return nb
+
+
+def _merge_streams(outputs: list) -> list:
+    merged: list = []
+    for out in outputs:
+        out.pop("transient", None)
+        prev = merged[-1] if merged else None
+        if (out.output_type == "stream" and prev is not None and prev.output_type == "stream"
+                and prev.name == out.name):
+            prev.text = "".join(prev.text) + "".join(out.text)
+        else:
+            merged.append(out)
+    return merged
+
+
+def execute(src: Path, target: Path, parameters: dict[str, Any], timeout: int | None) -> RunResult:
+    """Run one notebook in a child process; on success write the normalized result to ``target``."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(suffix=".ipynb", prefix=f".{src.stem}-", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    job = {"src": str(src.resolve()), "dst": str(tmp), "parameters": parameters, "timeout": timeout}
+    env = {**os.environ, **KERNEL_ENV}
+    start = time.perf_counter()
+    try:
+        proc = subprocess.run([sys.executable, "-m", "course_lib.runner", json.dumps(job)],
+                              capture_output=True, text=True, env=env)
+        seconds = time.perf_counter() - start
+        report = _last_json_line(proc.stdout)
+        if report is None:
+            tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+            return RunResult(src, False, seconds, None, error=f"runner crashed: {tail}")
+        if not report["ok"]:
+            return RunResult(src, False, seconds, report["peak_mib"], error=report["error"])
+        nb = normalize(nbformat.read(tmp, as_version=4))
+        nbformat.write(nb, tmp)
+        os.replace(tmp, target)
+        return RunResult(src, True, seconds, report["peak_mib"], target=target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _last_json_line(text: str) -> dict | None:
+    for line in reversed(text.strip().splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)
+    return None
+
+
+def _child(job: dict) -> dict:
+    """Executed in the child process: papermill run plus the kernel's peak resident memory."""
+    import papermill as pm
+
+    error = ""
+    try:
+        pm.execute_notebook(job["src"], job["dst"], parameters=job["parameters"], kernel_name=KERNEL,
+                            cwd=str(Path(job["src"]).parent), execution_timeout=job["timeout"],
+                            progress_bar=False, log_output=False)
+    except pm.PapermillExecutionError as exc:
+        error = f"cell {exc.exec_count}: {exc.ename}: {exc.evalue}"
+    except Exception as exc:  # timeouts, dead kernels: report in one line, not a traceback wall
+        error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+    return {"ok": not error, "error": error, "peak_mib": _children_peak_mib()}
+
+
+def _children_peak_mib() -> float | None:
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
+
+
+def run(paths: list[str], parameters: dict[str, Any], output_dir: str | None, in_place: bool,
+        timeout: int | None) -> list[RunResult]:
+    """Run every notebook in ``paths`` and print a summary table; return the results."""
+    if in_place and output_dir:
+        raise ValueError("choose one of --output-dir and --in-place, not both")
+    notebooks = find_notebooks(paths)
+    out = Path(output_dir or "build/executed")
+    results = []
+    bar = _progress(len(notebooks))
+    for src in notebooks:
+        if bar is not None:
+            bar.set_description(src.name)
+        unknown = sorted(set(parameters) - set(notebook_parameters(src)))
+        if unknown:
+            allowed = ", ".join(notebook_parameters(src)) or "none"
+            error = f"unknown parameter(s) {', '.join(unknown)}; this notebook takes: {allowed}"
+            results.append(RunResult(src, False, 0.0, None, error=error))
+        else:
+            results.append(execute(src, src if in_place else out / src.name, parameters, timeout))
+        if bar is not None:
+            bar.update()
+    if bar is not None:
+        bar.close()
+    print_summary(results)
+    return results
+
+
+def _progress(total: int):
+    if total < 2:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="notebook", file=sys.stderr, leave=False, disable=False)
+
+
+def print_summary(results: list[RunResult]) -> None:
+    """Print one row per notebook: status, wall seconds, kernel peak MiB, where the result went."""
+    width = max(len(r.notebook.name) for r in results)
+    print(f"{'notebook':<{width}}  status  seconds  peak MiB  result")
+    for r in results:
+        peak = f"{r.peak_mib:8.0f}" if r.peak_mib is not None else "       -"
+        where = display_path(r.target) if r.target else r.error
+        print(f"{r.notebook.name:<{width}}  {'ok' if r.ok else 'FAILED':<6}  {r.seconds:7.1f}  {peak}  {where}")
+    failed = sum(not r.ok for r in results)
+    print(f"{len(results) - failed} ok, {failed} failed")
+
+
+if __name__ == "__main__":
+    print(json.dumps(_child(json.loads(sys.argv[1]))))

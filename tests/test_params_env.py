@@ -1,0 +1,61 @@
+"""Parameter validation, seeding and device choice."""
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from course_lib import check_bool, check_choice, check_float, check_int, get_device, seed_everything, setup
+
+
+def test_check_int_accepts_and_returns() -> None:
+    assert check_int("epochs", 3, min_value=1) == 3
+
+
+@pytest.mark.parametrize("value", [0, -1, 2.5, "3", True, None])
+def test_check_int_rejects_with_name_value_and_rule(value) -> None:
+    with pytest.raises(ValueError, match=r"epochs must be an int >= 1, got") as info:
+        check_int("epochs", value, min_value=1)
+    assert repr(value) in str(info.value)
+
+
+def test_check_float_bounds() -> None:
+    assert check_float("lr", 1, min_value=0, min_inclusive=False) == 1.0
+    with pytest.raises(ValueError, match=r"lr must be a number > 0, got 0"):
+        check_float("lr", 0, min_value=0, min_inclusive=False)
+    with pytest.raises(ValueError, match=r"p must be a number in \[0, 1\], got 1.5"):
+        check_float("p", 1.5, min_value=0, max_value=1)
+    with pytest.raises(ValueError, match="got nan"):
+        check_float("lr", float("nan"))
+
+
+def test_check_choice_and_bool() -> None:
+    assert check_choice("device", "cpu", ["auto", "cpu"]) == "cpu"
+    with pytest.raises(ValueError, match=r"device must be one of 'auto', 'cpu', got 'banana'"):
+        check_choice("device", "banana", ["auto", "cpu"])
+    with pytest.raises(ValueError, match="use_compile must be True or False, got 1"):
+        check_bool("use_compile", 1)
+
+
+def test_seed_everything_repeats_all_generators() -> None:
+    seed_everything(3)
+    first = (random.random(), np.random.rand(), torch.rand(1).item())
+    seed_everything(3)
+    assert (random.random(), np.random.rand(), torch.rand(1).item()) == first
+
+
+def test_get_device() -> None:
+    assert get_device("cpu") == torch.device("cpu")
+    assert get_device("auto").type in {"cpu", "cuda", "mps"}
+    with pytest.raises(ValueError, match="device must be one of"):
+        get_device("tpu9")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="device must be available on this machine, got 'cuda'"):
+            get_device("cuda")
+
+
+def test_setup_validates_seed() -> None:
+    assert setup(0, "cpu") == torch.device("cpu")
+    with pytest.raises(ValueError, match="seed must be an int >= 0, got -5"):
+        setup(-5)
