@@ -43,7 +43,7 @@ def _step(order: str):
             if call == "zero":
                 optimizer.zero_grad()
             elif call == "forward":
-                loss = loss_fn(model(X).squeeze(1), y)
+                loss = loss_fn(model(X), y)
             elif call == "backward":
                 loss.backward()
             else:

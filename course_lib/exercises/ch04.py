@@ -16,8 +16,8 @@ EXTREME_LOGITS = (-200.0, -120.0, -89.0, -40.0, -17.0, -3.0, -1e-3, 0.0, 1e-3, 3
 
 
 def check_bce_with_logits(bce_with_logits: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
-    """Exercise 4.1: elementwise stable BCE-with-logits; values and gradients match PyTorch's at extreme logits."""
-    title = "Exercise 4.1 (stable BCE with logits)"
+    """Exercise 4.2: elementwise stable BCE-with-logits; values and gradients match PyTorch's at extreme logits."""
+    title = "Exercise 4.2 (stable BCE with logits)"
     logits = torch.tensor(EXTREME_LOGITS * 3, dtype=torch.float32)
     targets = torch.tensor([0.0] * len(EXTREME_LOGITS) + [1.0] * len(EXTREME_LOGITS) + [0.3] * len(EXTREME_LOGITS))
     z = logits.clone().requires_grad_(True)
@@ -60,8 +60,8 @@ def check_bce_with_logits(bce_with_logits: Callable[[torch.Tensor, torch.Tensor]
 
 
 def check_accuracy(accuracy: Callable[[torch.Tensor, torch.Tensor], float]) -> None:
-    """Exercise 4.2: accuracy of a binary classifier from logits of shape (N, 1) and 0/1 targets of shape (N,)."""
-    title = "Exercise 4.2 (accuracy from logits)"
+    """Exercise 4.3: accuracy of a binary classifier from logits of shape (N, 1) and 0/1 targets of shape (N,)."""
+    title = "Exercise 4.3 (accuracy from logits)"
     logits = torch.tensor([[2.0], [0.3], [-0.2], [-3.0], [0.1], [1.5], [-1.0], [0.4]])
     targets = torch.tensor([1.0, 1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0])
     expected = ((logits.squeeze(1) >= 0).float() == targets).float().mean().item()
@@ -86,7 +86,7 @@ def _reference_step(model: nn.Module, loss_fn: Callable, optimizer: torch.optim.
                     y: torch.Tensor, zero_grad: bool = True) -> float:
     if zero_grad:
         optimizer.zero_grad()
-    loss = loss_fn(model(X).squeeze(1), y)
+    loss = loss_fn(model(X), y)
     loss.backward()
     optimizer.step()
     return loss.item()
@@ -101,15 +101,15 @@ def _run(step: Callable, model: nn.Module, X: torch.Tensor, y: torch.Tensor, ste
 
 
 def check_train_step(train_step: Callable[..., float], steps: int = 5) -> None:
-    """Exercise 4.3: ``train_step(model, loss_fn, optimizer, X, y)`` does one correct step and returns the loss."""
-    title = "Exercise 4.3 (a training step in the right order)"
+    """Exercise 4.1: ``train_step(model, loss_fn, optimizer, X, y)`` does one correct step and returns the loss."""
+    title = "Exercise 4.1 (a training step in the right order)"
     generator = torch.Generator().manual_seed(4)
     X = torch.randn(16, 3, generator=generator)
     y = (X[:, 0] > 0).float()
-    model = nn.Linear(3, 1)
+    model = nn.Sequential(nn.Linear(3, 1), nn.Flatten(start_dim=0))  # logits of shape (N,)
     with torch.no_grad():
-        model.weight.copy_(torch.tensor([[0.1, -0.2, 0.3]]))
-        model.bias.fill_(0.05)
+        model[0].weight.copy_(torch.tensor([[0.1, -0.2, 0.3]]))
+        model[0].bias.fill_(0.05)
     start = torch.cat([p.detach().flatten() for p in model.parameters()])
     got_losses, got_weights = attempt(title, _run, train_step, model, X, y, steps)
     ref_losses, ref_weights = _run(_reference_step, model, X, y, steps)
