@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from sklearn.datasets import load_digits
+from sklearn.datasets import load_breast_cancer, load_digits
 from sklearn.model_selection import train_test_split
 
 from course_lib.params import check_float, check_int
@@ -40,3 +40,48 @@ def digits_split(test_fraction: float = 0.25, seed: int = 0, dtype: type = np.fl
     mean, std = X_train.mean(), X_train.std()
     return Split(((X_train - mean) / std).astype(dtype), y_train.astype(np.int64),
                  ((X_test - mean) / std).astype(dtype), y_test.astype(np.int64))
+
+
+# ---------------------------------------------------------------------------------------------
+# Binary classification (notebook 04): scikit-learn's breast-cancer table and imbalanced data
+# ---------------------------------------------------------------------------------------------
+
+
+def breast_cancer_split(test_fraction: float = 0.25, seed: int = 0, dtype: type = np.float32) -> Split:
+    """scikit-learn's 569 tumours x 30 features, each feature standardised with the training mean/std.
+
+    Labels are scikit-learn's: 1 = benign, 0 = malignant, as int64 (convert to float for BCE
+    losses). The split is stratified. Feature names: :func:`breast_cancer_feature_names`.
+    """
+    check_float("test_fraction", test_fraction, min_value=0.0, max_value=1.0, min_inclusive=False)
+    check_int("seed", seed, min_value=0)
+    data = load_breast_cancer()
+    X_train, X_test, y_train, y_test = train_test_split(
+        data.data, data.target, test_size=test_fraction, random_state=seed, stratify=data.target)
+    mean, std = X_train.mean(axis=0), X_train.std(axis=0)
+    return Split(((X_train - mean) / std).astype(dtype), y_train.astype(np.int64),
+                 ((X_test - mean) / std).astype(dtype), y_test.astype(np.int64))
+
+
+def breast_cancer_feature_names() -> list[str]:
+    """The 30 feature names of the breast-cancer table, in column order."""
+    return [str(name) for name in load_breast_cancer().feature_names]
+
+
+def imbalanced_split(n_samples: int = 4000, positive_fraction: float = 0.05, separation: float = 2.0,
+                     test_fraction: float = 0.5, seed: int = 0, dtype: type = np.float32) -> Split:
+    """Two overlapping 2-D Gaussian classes, few positives (label 1): a rare-event detection toy problem.
+
+    Class means lie ``separation`` standard deviations apart; the split is stratified.
+    """
+    check_int("n_samples", n_samples, min_value=20)
+    check_float("positive_fraction", positive_fraction, min_value=0.0, max_value=0.5, min_inclusive=False)
+    check_float("separation", separation, min_value=0.0)
+    check_float("test_fraction", test_fraction, min_value=0.0, max_value=1.0, min_inclusive=False)
+    check_int("seed", seed, min_value=0)
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n_samples) < positive_fraction).astype(np.int64)
+    X = rng.standard_normal((n_samples, 2)) + separation / np.sqrt(2) * y[:, None]
+    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=test_fraction, random_state=seed,
+                                                        stratify=y)
+    return Split(X_train.astype(dtype), y_train, X_test.astype(dtype), y_test)
