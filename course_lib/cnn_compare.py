@@ -43,13 +43,17 @@ def code_lines(*objects: object) -> int:
     return total
 
 
-def median_seconds(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> float:
-    """Median wall time of ``fn()`` over ``repeats`` calls, after ``warmup`` untimed calls."""
+def median_seconds(fn: Callable[[], object], repeats: int = 5, warmup: int = 1, min_seconds: float = 0.05) -> float:
+    """Median wall time of ``fn()`` after ``warmup`` untimed calls.
+
+    Calls ``fn`` at least ``repeats`` times and until ``min_seconds`` have been spent, so that very short
+    calls get enough samples for the median to shrug off a few slow ones (a busy machine).
+    """
     check_int("repeats", repeats, min_value=1)
     for _ in range(warmup):
         fn()
-    times = []
-    for _ in range(repeats):
+    times: list[float] = []
+    while len(times) < repeats or sum(times) < min_seconds:
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
