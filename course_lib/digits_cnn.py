@@ -73,6 +73,8 @@ def synchronize(device: torch.device) -> None:
     """Wait for queued GPU work, so that a timer measures the work and not just its launch."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
 
 
 def fit_torch(model: nn.Module, split: Split, *, epochs: int, batch_size: int = 32, lr: float = 0.02,

@@ -122,7 +122,7 @@ class Conv2D(Layer):
         self.grad_bias = np.zeros_like(self.bias)
 
     def __repr__(self) -> str:
-        return (f"Conv2D({self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+        return (f"{type(self).__name__}({self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
                 f"stride={self.stride}, padding={self.padding})")
 
     def _check_input(self, x: np.ndarray) -> tuple[int, int]:
