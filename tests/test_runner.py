@@ -101,3 +101,9 @@ def test_normalize_merges_adjacent_streams_only() -> None:
     normalize(nb)
     assert [(o.name, o.text) for o in nb.cells[0].outputs] == [("stdout", "ab"), ("stderr", "c"), ("stdout", "d")]
     assert "execution" not in nb.cells[0].metadata and "papermill" not in nb.metadata
+
+
+def test_written_notebooks_are_world_readable(workdir: Path) -> None:
+    src = tiny_notebook(workdir / "perm.ipynb")
+    assert main(["run", str(src), "--output-dir", str(workdir / "perm")]) == 0
+    assert (workdir / "perm" / "perm.ipynb").stat().st_mode & 0o777 == 0o644
