@@ -50,7 +50,16 @@ def test_model_uses_grouped_query_attention() -> None:
     assert 50_000 < count_parameters(model) < 1_000_000
 
 
-def test_training_learns_copy_and_reports_adam_state() -> None:
+@pytest.fixture
+def one_thread():
+    """Tiny models train fastest on one thread (and the machine may be shared)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_training_learns_copy_and_reports_adam_state(one_thread: None) -> None:
     torch.manual_seed(0)
     tok = make_tokenizer()
     model = tiny_qwen2(tok.vocab_size, hidden_size=32, num_layers=1)
