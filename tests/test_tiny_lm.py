@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from course_lib.profiling import saved_tensor_bytes
 from course_lib.tiny_lm import (
     TASKS,
     count_parameters,
@@ -69,12 +68,3 @@ def test_training_learns_copy_and_reports_adam_state(one_thread: None) -> None:
     assert greedy_accuracy(model, tok, examples[:50]) > 0.5
     assert optimizer_state_bytes(result.optimizer) == 2 * 4 * count_parameters(model)
 
-
-def test_saved_tensor_bytes_counts_activations_not_parameters() -> None:
-    linear = torch.nn.Linear(10, 10)
-    x = torch.randn(7, 10, requires_grad=True)
-    with saved_tensor_bytes(exclude=linear.parameters()) as saved:
-        y = torch.tanh(linear(x))
-    # linear saves its input x (7x10 float32); tanh saves its output (7x10)
-    assert saved.bytes == 2 * 7 * 10 * 4 and saved.count == 2
-    y.sum().backward()
