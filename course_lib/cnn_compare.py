@@ -5,22 +5,18 @@ from __future__ import annotations
 import ast
 import inspect
 import io
-import statistics
 import textwrap
-import time
 import tokenize
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from threadpoolctl import threadpool_limits
 from torch import nn
 
 from course_lib import numpy_nn as npnn
+from course_lib.benchmark import median_seconds
 from course_lib.digits_cnn import synchronize
 from course_lib.models import SimpleCNN
-from course_lib.params import check_int
 from course_lib.training import train_one_epoch
 
 
@@ -41,30 +37,6 @@ def code_lines(*objects: object) -> int:
                 for line in range(tok.start[0], tok.end[0] + 1)}
         total += len(code - docstrings)
     return total
-
-
-def median_seconds(fn: Callable[[], object], repeats: int = 5, warmup: int = 1, min_seconds: float = 0.05) -> float:
-    """Median wall time of ``fn()`` after ``warmup`` untimed calls.
-
-    Calls ``fn`` at least ``repeats`` times and until ``min_seconds`` have been spent, so that very short
-    calls get enough samples for the median to shrug off a few slow ones (a busy machine).
-    """
-    check_int("repeats", repeats, min_value=1)
-    for _ in range(warmup):
-        fn()
-    times: list[float] = []
-    while len(times) < repeats or sum(times) < min_seconds:
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def limit_cpu_threads(threads: int) -> None:
-    """Use ``threads`` CPU threads in PyTorch and in NumPy's BLAS (on tiny tensors one thread is fastest)."""
-    check_int("threads", threads, min_value=1)
-    torch.set_num_threads(threads)
-    threadpool_limits(threads)
 
 
 def train_step_seconds(model: npnn.SimpleCNN | nn.Module, X: np.ndarray, y: np.ndarray, repeats: int = 5) -> float:

@@ -48,7 +48,7 @@ class SavedTensorsMeter:
 
     def __init__(self, exclude: Iterable[torch.Tensor] = ()) -> None:
         self._excluded = {_storage_key(t) for t in exclude}
-        self._storages: dict[tuple[str, int], int] = {}
+        self._storages: dict[tuple[str, int], torch.UntypedStorage] = {}
         self.count = 0
         self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, self._unpack)
 
@@ -56,7 +56,8 @@ class SavedTensorsMeter:
         self.count += 1
         key = _storage_key(tensor)
         if key not in self._excluded:
-            self._storages[key] = tensor.untyped_storage().nbytes()
+            # Holding the storage keeps it alive, so a freed address cannot be reused and miscounted.
+            self._storages[key] = tensor.untyped_storage()
         return tensor
 
     @staticmethod
@@ -66,7 +67,12 @@ class SavedTensorsMeter:
     @property
     def bytes(self) -> int:
         """Bytes of the distinct storages saved so far."""
-        return sum(self._storages.values())
+        return sum(storage.nbytes() for storage in self._storages.values())
+
+    @property
+    def distinct(self) -> int:
+        """Number of distinct storages saved so far (``count`` counts every save event)."""
+        return len(self._storages)
 
     def __enter__(self) -> SavedTensorsMeter:
         self._hooks.__enter__()
@@ -75,6 +81,11 @@ class SavedTensorsMeter:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self._hooks.__exit__(exc_type, exc, tb)
+
+
+def tensor_bytes(tensors: Iterable[torch.Tensor]) -> int:
+    """Total bytes of ``tensors`` as ``numel * element_size`` each (no deduplication of shared storage)."""
+    return sum(t.numel() * t.element_size() for t in tensors)
 
 
 def parameter_bytes(model: nn.Module) -> int:

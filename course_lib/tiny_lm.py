@@ -119,11 +119,6 @@ def tiny_qwen2(vocab_size: int, hidden_size: int = 64, num_layers: int = 2, num_
     return Qwen2ForCausalLM(config)
 
 
-def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
-    """Number of parameters (each shared tensor once), optionally only those that require gradients."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
-
-
 @torch.no_grad()
 def greedy_generate(model: nn.Module, input_ids: torch.Tensor, max_new_tokens: int) -> torch.Tensor:
     """Append ``max_new_tokens`` tokens to each row, each the most likely next token (no sampling)."""
@@ -176,9 +171,3 @@ def train_lm(model: nn.Module, tokenizer: CharTokenizer, examples: list[tuple[st
         optimizer.step()
         losses.append(loss.item())
     return TrainResult(losses, optimizer, (time.perf_counter() - start) / steps)
-
-
-def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
-    """Bytes held by the optimizer's per-parameter state tensors (Adam: two moments per parameter)."""
-    return sum(v.numel() * v.element_size() for state in optimizer.state.values()
-               for v in state.values() if torch.is_tensor(v) and v.dim() > 0)

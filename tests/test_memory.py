@@ -63,3 +63,26 @@ def test_parameter_gradient_and_adam_state_bytes() -> None:
     assert state["step"] == 2 * 4  # one float32 step counter per parameter tensor
     model.weight.requires_grad_(False)
     assert count_parameters(model, trainable_only=True) == 10
+
+
+def test_checkpointing_keeps_only_the_segment_input() -> None:
+    from torch.utils.checkpoint import checkpoint
+
+    linear = torch.nn.Linear(8, 8)
+    x = torch.randn(4, 8, requires_grad=True)
+
+    def block(h: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(linear(h)).exp()
+
+    with SavedTensorsMeter(exclude=linear.parameters()) as plain:
+        block(x)
+    with SavedTensorsMeter(exclude=linear.parameters()) as ckpt:
+        checkpoint(block, x, use_reentrant=False)
+    assert plain.bytes == 3 * 4 * 8 * 4 and plain.distinct == 3  # x, tanh output, exp output
+    assert ckpt.bytes == 4 * 8 * 4 and ckpt.distinct == 1        # x only: the rest is recomputed in backward
+
+
+def test_tensor_bytes_counts_each_tensor() -> None:
+    from course_lib.memory import tensor_bytes
+
+    assert tensor_bytes([torch.zeros(3, dtype=torch.float64), torch.zeros(4, dtype=torch.int8)]) == 28
