@@ -169,16 +169,14 @@ def build_model(spec: RunSpec, ctx: Context) -> tuple[nn.Module, nn.Module]:
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, OffloadPolicy, fully_shard
 
-    mesh = init_device_mesh(ctx.device.type, (ctx.world_size,))
-    mp_policy = (MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32,
-                                      output_dtype=torch.float32)
-                 if spec.mixed_precision else MixedPrecisionPolicy())
-    offload = CPUOffloadPolicy(pin_memory=False) if spec.cpu_offload else OffloadPolicy()
-    for layer in plain.children():  # one FSDP unit per layer: what an auto-wrap policy would do
-        fully_shard(layer, mesh=mesh, reshard_after_forward=spec.reshard_after_forward, mp_policy=mp_policy,
-                    offload_policy=offload)
-    fully_shard(plain, mesh=mesh, reshard_after_forward=spec.reshard_after_forward, mp_policy=mp_policy,
-                offload_policy=offload)
+    mixed = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32, output_dtype=torch.float32)
+    options = dict(mesh=init_device_mesh(ctx.device.type, (ctx.world_size,)),
+                   reshard_after_forward=spec.reshard_after_forward,
+                   mp_policy=mixed if spec.mixed_precision else MixedPrecisionPolicy(),
+                   offload_policy=CPUOffloadPolicy(pin_memory=False) if spec.cpu_offload else OffloadPolicy())
+    for layer in plain.children():  # one FSDP unit per layer (what FSDP1's auto-wrap policy did), then the root
+        fully_shard(layer, **options)
+    fully_shard(plain, **options)
     return plain, plain
 
 
@@ -248,29 +246,30 @@ def _trace(events: list) -> tuple[list[str], dict[str, int]]:
     return names, counts
 
 
+_WRAPPING = {"single": "no wrapping, one full copy trained on the whole batch",
+             "ddp": "a full replica per rank, gradients all-reduced",
+             "fsdp": "fully_shard on {layers} and the root (each rank holds 1/{world_size})"}
+
+
 def train_run(spec: RunSpec, ctx: Context, data: tuple[torch.Tensor, ...], state_dict_path: Path | None = None,
               log: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Train one run on this rank and return its report (see the module docstring)."""
+    """Train one run on this rank and return its report (see the module docstring); ``log`` gets progress lines."""
     spec.check_world_size(ctx.world_size)
     say = log or (lambda _: None)
     X_train, y_train, X_test, y_test = (t.to(ctx.device) for t in data)
     X_train, X_test = X_train.to(DTYPES[spec.dtype]), X_test.to(DTYPES[spec.dtype])
-    distributed = spec.strategy != "single"
-    rank, world_size = (ctx.rank, ctx.world_size) if distributed else (0, 1)
+    rank, world_size = (0, 1) if spec.strategy == "single" else (ctx.rank, ctx.world_size)
     started = time.perf_counter()
     model, plain = build_model(spec, ctx)
     n_params = sum(p.numel() for p in model.parameters())  # a DTensor's numel is the global one
     say(f"Creating model: SimpleCNN with {n_params:,} parameters")
-    say(f"Wrapping model with {spec.strategy.upper()}: " + {
-        "single": "no wrapping, one full copy trained on the whole batch",
-        "ddp": "a full replica per rank, gradients all-reduced",
-        "fsdp": f"fully_shard on {', '.join(n for n, _ in plain.named_children())} and the root "
-                f"(each rank holds 1/{ctx.world_size})"}[spec.strategy])
+    layers = ", ".join(name for name, _ in plain.named_children())
+    say(f"Wrapping model with {spec.strategy.upper()}: "
+        + _WRAPPING[spec.strategy].format(layers=layers, world_size=ctx.world_size))
     optimizer = torch.optim.AdamW(model.parameters(), lr=spec.lr)
     report: dict[str, Any] = {"name": spec.name, "strategy": spec.strategy, "rank": ctx.rank,
                               "world_size": ctx.world_size, "backend": ctx.backend, "device": str(ctx.device),
-                              "n_params": n_params,
-                              "shards": shard_facts(plain), "losses": [], "epochs": []}
+                              "n_params": n_params, "shards": shard_facts(plain), "losses": [], "epochs": []}
     step, step_seconds = 0, []
     say("Training...")
     for epoch in range(spec.epochs):
@@ -279,17 +278,7 @@ def train_run(spec: RunSpec, ctx: Context, data: tuple[torch.Tensor, ...], state
         for batch in global_batches(len(X_train), spec.global_batch_size, spec.seed, epoch):
             idx = rank_slice(batch, rank, world_size).to(ctx.device)
             start = time.perf_counter()
-            if step == 0 and spec.strategy == "fsdp":
-                report["gathered_during_forward"], report["gathered_after_forward"], logits, loss = \
-                    _measured_fsdp_step(model, optimizer, X_train[idx], y_train[idx])
-            elif step == PROFILED_STEP and spec.profile:
-                # The autograd profiler (without Kineto) starts in milliseconds; torch.profiler's first
-                # start probes for GPUs for seconds. Both record FSDP's labels and the c10d collectives.
-                with torch.autograd.profiler.profile() as prof:
-                    logits, loss = _step(model, optimizer, X_train[idx], y_train[idx])
-                report["trace"], report["collectives_per_step"] = _trace(prof.function_events)
-            else:
-                logits, loss = _step(model, optimizer, X_train[idx], y_train[idx])
+            logits, loss = _instrumented_step(spec, step, model, optimizer, X_train[idx], y_train[idx], report)
             step_seconds.append(time.perf_counter() - start)
             losses.append(loss.detach())
             correct += (logits.argmax(dim=1) == y_train[idx]).sum()
@@ -298,16 +287,11 @@ def train_run(spec: RunSpec, ctx: Context, data: tuple[torch.Tensor, ...], state
                 _misbehave(spec.fault, ctx.rank)
             if spec.max_steps is not None and step >= spec.max_steps:
                 break
-        # One collective per epoch for the statistics (never inside the profiled step).
-        stats = torch.cat([torch.stack(losses).double(), correct.double().view(1)])
-        if distributed:
-            dist.all_reduce(stats)
-            stats[:-1] /= world_size
-        n_seen = len(losses) * spec.global_batch_size
-        report["losses"] += stats[:-1].tolist()
-        report["epochs"].append({"loss": stats[:-1].mean().item(), "train_accuracy": stats[-1].item() / n_seen})
+        step_losses, accuracy = _epoch_stats(losses, correct, world_size, spec.global_batch_size)
+        report["losses"] += step_losses
+        report["epochs"].append({"loss": sum(step_losses) / len(step_losses), "train_accuracy": accuracy})
         say(f"Epoch {epoch + 1}/{spec.epochs}, Loss: {report['epochs'][-1]['loss']:.4f}, "
-            f"Accuracy: {100 * report['epochs'][-1]['train_accuracy']:.2f}%")
+            f"Accuracy: {100 * accuracy:.2f}%")
         if spec.max_steps is not None and step >= spec.max_steps:
             break
     report["seconds_per_step"] = sorted(step_seconds)[len(step_seconds) // 2]  # median
@@ -317,6 +301,33 @@ def train_run(spec: RunSpec, ctx: Context, data: tuple[torch.Tensor, ...], state
     report["state_dict"] = _save_full_state_dict(spec, plain, ctx, state_dict_path) if spec.save_state_dict else None
     report["seconds"] = time.perf_counter() - started
     return report
+
+
+def _epoch_stats(losses: list[torch.Tensor], correct: torch.Tensor, world_size: int,
+                 global_batch_size: int) -> tuple[list[float], float]:
+    """Per-step losses averaged over the ranks and the epoch's training accuracy: one all-reduce per epoch."""
+    stats = torch.cat([torch.stack(losses).double(), correct.double().view(1)])
+    if world_size > 1:
+        dist.all_reduce(stats)  # sums: the per-rank mean losses and the correct counts
+        stats[:-1] /= world_size
+    return stats[:-1].tolist(), stats[-1].item() / (len(losses) * global_batch_size)
+
+
+def _instrumented_step(spec: RunSpec, step: int, model: nn.Module, optimizer: torch.optim.Optimizer,
+                       X: torch.Tensor, y: torch.Tensor, report: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``_step``; FSDP's first step also records gathered bytes, step ``PROFILED_STEP`` its collectives."""
+    if step == 0 and spec.strategy == "fsdp":
+        report["gathered_during_forward"], report["gathered_after_forward"], logits, loss = \
+            _measured_fsdp_step(model, optimizer, X, y)
+        return logits, loss
+    if step == PROFILED_STEP and spec.profile:
+        # The autograd profiler (without Kineto) starts in milliseconds; torch.profiler's first start
+        # probes for GPUs for seconds. Both record FSDP's labels and the c10d collectives.
+        with torch.autograd.profiler.profile() as prof:
+            logits, loss = _step(model, optimizer, X, y)
+        report["trace"], report["collectives_per_step"] = _trace(prof.function_events)
+        return logits, loss
+    return _step(model, optimizer, X, y)
 
 
 def _misbehave(fault: str, rank: int) -> None:

@@ -27,7 +27,8 @@ def check_zero_bytes(fn: Callable[[int, int, int], dict[str, float]], measured: 
         expected = zero_bytes_per_rank(P, N, stage)
         for part in PARTS:
             expect(title, math.isclose(float(got[part]), expected[part]),
-                   f"{part} for P={P}, N={N}, stage {stage}: expected {expected[part]:g} B, got {float(got[part]):g} B. "
+                   f"{part} for P={P}, N={N}, stage {stage}: expected {expected[part]:g} B, "
+                   f"got {float(got[part]):g} B. "
                    f"Per parameter fp32 + AdamW costs params 4, grads 4, optimizer 8 bytes; stage {stage} shards "
                    f"{_WHAT_STAGE_SHARDS[stage]} (divide by N)")
     for name, stage in (("ddp", 0), ("fsdp", 3)):
@@ -53,7 +54,8 @@ def check_shard_rows(fn: Callable[[int, int], list[int]], shards: list[list[dict
         measured = [rank_facts[i]["local_shape"][0] for rank_facts in shards]
         predicted = list(fn(fact["global_shape"][0], world_size))
         expect(title, predicted == measured,
-               f"{fact['name']} {fact['global_shape']}: the run's ranks held {measured} rows, you predicted {predicted}")
+               f"{fact['name']} {fact['global_shape']}: the run's ranks held {measured} rows, "
+               f"you predicted {predicted}")
     passed(title, f"matches torch.chunk and the local shapes of all {len(shards[0])} parameters in the run")
 
 
