@@ -138,11 +138,13 @@ def free_port() -> int:
 def exit_process(code: int) -> None:
     """Flush, leave the process group and end the process now, skipping interpreter shutdown.
 
-    Why ``os._exit``: in 5-13% of runs a normal exit aborted with SIGABRT ("terminate called without
-    an active exception") after training had finished: a gloo thread released a tensor while the
-    interpreter was tearing down (an upstream race, seen with DDP and FSDP alike). Flushing our
-    output, destroying the process group and then ``os._exit`` leaves no shutdown for that thread
-    to race with; the stress test (tests/test_distributed.py, ``--run-slow``) checks it.
+    Why ``os._exit``: when this course was planned, 5-13% of 2-rank runs on its CPU machine (DDP and
+    FSDP alike) aborted with SIGABRT ("terminate called without an active exception") *after*
+    training had finished: a gloo thread released a tensor while the interpreter was tearing down
+    (an upstream race). Flushing our output, destroying the process group and then ``os._exit``
+    leaves no interpreter shutdown for that thread to race with. The stress test in
+    tests/test_distributed.py (``pytest --run-slow``) starts the 2-rank job 30 times and expects 0
+    failures.
     """
     sys.stdout.flush()
     sys.stderr.flush()
