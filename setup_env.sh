@@ -46,7 +46,7 @@ else
   "$VENV/bin/python" -m pip install --quiet --upgrade pip || fail "could not upgrade pip in $VENV"
   "$VENV/bin/python" -m pip install --quiet -r requirements.txt \
     || fail "pip could not install requirements.txt (see pip's message above; network or disk space?)"
-  "$VENV/bin/python" -m pip install --quiet --no-deps --no-build-isolation -e . \
+  PYTHONWARNINGS=ignore "$VENV/bin/python" -m pip install --quiet --no-deps --no-build-isolation -e . \
     || fail "could not install course_lib in editable mode"
   echo "$wanted" > "$STAMP"
 fi

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from sklearn.datasets import load_digits
+from sklearn.datasets import load_breast_cancer, load_diabetes, load_digits
 from sklearn.model_selection import train_test_split
+from torch.utils.data import Sampler
 
 from course_lib.params import check_float, check_int
 
@@ -40,3 +42,112 @@ def digits_split(test_fraction: float = 0.25, seed: int = 0, dtype: type = np.fl
     mean, std = X_train.mean(), X_train.std()
     return Split(((X_train - mean) / std).astype(dtype), y_train.astype(np.int64),
                  ((X_test - mean) / std).astype(dtype), y_test.astype(np.int64))
+
+
+# ---------------------------------------------------------------------------------------------
+# Binary classification (notebook 04): scikit-learn's breast-cancer table and imbalanced data
+# ---------------------------------------------------------------------------------------------
+
+
+def breast_cancer_split(test_fraction: float = 0.25, seed: int = 0, dtype: type = np.float32) -> Split:
+    """scikit-learn's 569 tumours x 30 features, each feature standardised with the training mean/std.
+
+    Labels are scikit-learn's: 1 = benign, 0 = malignant, as int64 (convert to float for BCE
+    losses). The split is stratified. Feature names: :func:`breast_cancer_feature_names`.
+    """
+    check_float("test_fraction", test_fraction, min_value=0.0, max_value=1.0, min_inclusive=False)
+    check_int("seed", seed, min_value=0)
+    data = load_breast_cancer()
+    X_train, X_test, y_train, y_test = train_test_split(
+        data.data, data.target, test_size=test_fraction, random_state=seed, stratify=data.target)
+    mean, std = X_train.mean(axis=0), X_train.std(axis=0)
+    return Split(((X_train - mean) / std).astype(dtype), y_train.astype(np.int64),
+                 ((X_test - mean) / std).astype(dtype), y_test.astype(np.int64))
+
+
+def breast_cancer_feature_names() -> list[str]:
+    """The 30 feature names of the breast-cancer table, in column order."""
+    return [str(name) for name in load_breast_cancer().feature_names]
+
+
+def imbalanced_split(n_samples: int = 4000, positive_fraction: float = 0.05, separation: float = 2.0,
+                     test_fraction: float = 0.5, seed: int = 0, dtype: type = np.float32) -> Split:
+    """Two overlapping 2-D Gaussian classes, few positives (label 1): a rare-event detection toy problem.
+
+    Class means lie ``separation`` standard deviations apart; the split is stratified.
+    """
+    check_int("n_samples", n_samples, min_value=20)
+    check_float("positive_fraction", positive_fraction, min_value=0.0, max_value=0.5, min_inclusive=False)
+    check_float("separation", separation, min_value=0.0)
+    check_float("test_fraction", test_fraction, min_value=0.0, max_value=1.0, min_inclusive=False)
+    check_int("seed", seed, min_value=0)
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n_samples) < positive_fraction).astype(np.int64)
+    X = rng.standard_normal((n_samples, 2)) + separation / np.sqrt(2) * y[:, None]
+    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=test_fraction, random_state=seed,
+                                                        stratify=y)
+    return Split(X_train.astype(dtype), y_train, X_test.astype(dtype), y_test)
+
+
+# --- Regression data for notebook 02 (gradient descent) -------------------------------------------
+
+def make_linear_data(true_weights: tuple[float, ...] | np.ndarray, n_samples: int = 200, noise_std: float = 0.5,
+                     feature_std: tuple[float, ...] | np.ndarray | None = None,
+                     seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``X, y`` with ``y = X @ true_weights + noise``: a regression whose answer is known (float64, no bias).
+
+    Features are independent normals with standard deviations ``feature_std`` (default 1); unequal
+    scales stretch the loss contours into ellipses, where gradient descent zig-zags.
+    """
+    true_weights = np.asarray(true_weights, dtype=np.float64)
+    if true_weights.ndim != 1 or len(true_weights) == 0:
+        raise ValueError(f"true_weights must be a non-empty 1-D sequence, got shape {true_weights.shape}")
+    check_int("n_samples", n_samples, min_value=1)
+    check_float("noise_std", noise_std, min_value=0.0)
+    check_int("seed", seed, min_value=0)
+    scales = np.ones_like(true_weights) if feature_std is None else np.asarray(feature_std, dtype=np.float64)
+    if scales.shape != true_weights.shape or np.any(scales <= 0):
+        raise ValueError(f"feature_std must hold {len(true_weights)} positive numbers, got {feature_std!r}")
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n_samples, len(true_weights))) * scales
+    y = X @ true_weights + noise_std * rng.normal(size=n_samples)
+    return X, y
+
+
+def diabetes_split(test_fraction: float = 0.25, seed: int = 0, dtype: type = np.float64) -> Split:
+    """scikit-learn's diabetes regression (442 patients, 10 features), features and target standardised.
+
+    Means and standard deviations come from the training part only, so nothing leaks from the test part;
+    a model that predicts the training mean scores an MSE of about 1.
+    """
+    check_float("test_fraction", test_fraction, min_value=0.0, max_value=1.0, min_inclusive=False)
+    check_int("seed", seed, min_value=0)
+    X, y = load_diabetes(return_X_y=True, scaled=False)
+    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=test_fraction, random_state=seed)
+    x_mean, x_std = X_train.mean(axis=0), X_train.std(axis=0)
+    y_mean, y_std = y_train.mean(), y_train.std()
+    return Split(((X_train - x_mean) / x_std).astype(dtype), ((y_train - y_mean) / y_std).astype(dtype),
+                 ((X_test - x_mean) / x_std).astype(dtype), ((y_test - y_mean) / y_std).astype(dtype))
+
+
+class ReplaySampler(Sampler[int]):
+    """A ``DataLoader`` sampler that replays precomputed orders: the k-th pass yields ``orders[k]``.
+
+    Use it to make a ``DataLoader`` visit samples in an order drawn elsewhere (e.g. with NumPy).
+    """
+
+    def __init__(self, orders: np.ndarray) -> None:
+        self.orders = np.asarray(orders)
+        if self.orders.ndim != 2:
+            raise ValueError(f"orders must have shape (epochs, n_samples), got {self.orders.shape}")
+        self.epoch = 0
+
+    def __iter__(self) -> Iterator[int]:
+        if self.epoch >= len(self.orders):
+            raise RuntimeError(f"ReplaySampler has only {len(self.orders)} epochs of orders; all were used")
+        order = self.orders[self.epoch]
+        self.epoch += 1
+        return iter(order.tolist())
+
+    def __len__(self) -> int:
+        return self.orders.shape[1]

@@ -26,8 +26,11 @@ def grad_fn_chain(tensor: torch.Tensor) -> list[tuple[int, str]]:
     return rows
 
 
-def draw_chain(labels: list[str], title: str, ax: plt.Axes | None = None) -> plt.Axes:
-    """Draw a linear computation graph top to bottom: one box per label, arrows between them."""
+def draw_chain(labels: list[str], title: str, edge_labels: list[str] | None = None,
+               ax: plt.Axes | None = None) -> plt.Axes:
+    """Draw a linear computation graph top to bottom: one box per label, labelled arrows between them."""
+    if edge_labels is not None and len(edge_labels) != len(labels) - 1:
+        raise ValueError(f"need {len(labels) - 1} edge labels for {len(labels)} nodes, got {len(edge_labels)}")
     if ax is None:
         _, ax = plt.subplots(figsize=(4, 0.9 * len(labels) + 0.5))
     for i, label in enumerate(labels):
@@ -37,6 +40,8 @@ def draw_chain(labels: list[str], title: str, ax: plt.Axes | None = None) -> plt
         if i + 1 < len(labels):
             ax.annotate("", xy=(0.5, y - 0.72), xytext=(0.5, y - 0.28),
                         arrowprops={"arrowstyle": "->", "color": "#444"})
+            if edge_labels is not None:
+                ax.text(0.55, y - 0.5, edge_labels[i], va="center", fontsize=10, color="#9b2c2c")
     ax.set_xlim(0, 1)
     ax.set_ylim(-0.6, len(labels) - 0.4)
     ax.set_title(title)

@@ -122,6 +122,7 @@ def execute(src: Path, target: Path, parameters: dict[str, Any], timeout: int | 
             return RunResult(src, False, seconds, report["peak_mib"], error=report["error"])
         nb = normalize(nbformat.read(tmp, as_version=4))
         nbformat.write(nb, tmp)
+        os.chmod(tmp, 0o644)  # mkstemp creates files readable by their owner only
         os.replace(tmp, target)
         return RunResult(src, True, seconds, report["peak_mib"], target=target)
     finally:

@@ -44,3 +44,14 @@ def test_bad_inputs_raise_clear_errors() -> None:
         Value(2.0) ** Value(3.0)
     with pytest.raises(ValueError, match="n_inputs >= 1"):
         random_expression(0, 3, seed=0)
+
+
+def test_grad_fn_chain_walks_the_seed_graph() -> None:
+    from course_lib.graphs import grad_fn_chain
+
+    x = torch.tensor(2.0, requires_grad=True)
+    w = (x**2 + 3) * 4
+    names = [name for _, name in grad_fn_chain(w)]
+    assert names == ["MulBackward0", "AddBackward0", "PowBackward0", "AccumulateGrad (leaf, shape ())"]
+    with pytest.raises(ValueError, match="has no grad_fn"):
+        grad_fn_chain(x)

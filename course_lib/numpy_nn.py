@@ -1,0 +1,417 @@
+"""A CNN in NumPy with hand-written backward passes: the layers of notebook 03.
+
+Each layer's ``forward(x)`` caches what its backward pass needs (``self._cols``, ``self._mask``, ...)
+and ``backward(grad_output)``, written right below it, returns the gradient with respect to the
+layer's input. Layers with parameters keep ``weights`` and ``bias`` and, after ``backward``,
+``grad_weights`` and ``grad_bias``. Layout is NCHW and parameter shapes are those of ``nn.Conv2d``
+and ``nn.Linear``, so weights copy between :class:`SimpleCNN` and ``course_lib.models.SimpleCNN``.
+Everything runs in the dtype of the weights (float32 or float64).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from course_lib.params import check_int
+
+
+def _fail_shape(layer: Layer, what: str, expected: tuple, got: tuple) -> ValueError:
+    shown = "(" + ", ".join(str(d) for d in expected) + ")"
+    return ValueError(f"{layer!r}: expected {what} of shape {shown}, got {tuple(got)}")
+
+
+def _check_shape(layer: Layer, x: np.ndarray, expected: tuple) -> None:
+    """Raise unless ``x`` matches ``expected``, where a str entry (``"N"``, ``"H"``) matches any size."""
+    if x.ndim != len(expected) or any(isinstance(e, int) and e != d for e, d in zip(expected, x.shape, strict=True)):
+        raise _fail_shape(layer, "input", expected, x.shape)
+
+
+def _check_grad(layer: Layer, grad_output: np.ndarray, out_shape: tuple | None) -> None:
+    if out_shape is None:
+        raise RuntimeError(f"{layer!r}: call forward before backward")
+    if grad_output.shape != out_shape:
+        raise _fail_shape(layer, "grad_output (the shape forward returned)", out_shape, grad_output.shape)
+
+
+def output_size(size: int, kernel_size: int, stride: int = 1, padding: int = 0) -> int:
+    """Output length of a convolution or pooling along one axis: floor((size + 2p - k) / s) + 1."""
+    return (size + 2 * padding - kernel_size) // stride + 1
+
+
+def windows(x: np.ndarray, kernel_size: int, stride: int) -> np.ndarray:
+    """View every k x k window of ``x`` (N, C, H, W) as an array (N, C, OH, OW, k, k), without copying."""
+    return sliding_window_view(x, (kernel_size, kernel_size), axis=(2, 3))[:, :, ::stride, ::stride]
+
+
+def fold(grad_windows: np.ndarray, input_shape: tuple, stride: int) -> np.ndarray:
+    """Inverse of :func:`windows` for gradients: add each window's (N, C, OH, OW, k, k) values back in place.
+
+    Overlapping windows add up. The loop runs over the k*k offsets inside a window, not over pixels.
+    """
+    n, c, oh, ow, k, _ = grad_windows.shape
+    grad = np.zeros(input_shape, dtype=grad_windows.dtype)
+    for i in range(k):
+        for j in range(k):
+            grad[:, :, i:i + stride * oh:stride, j:j + stride * ow:stride] += grad_windows[..., i, j]
+    return grad
+
+
+def im2col(x: np.ndarray, kernel_size: int, stride: int = 1, padding: int = 0) -> np.ndarray:
+    """Unfold the k x k windows of ``x`` (N, C, H, W) into rows: (N * OH * OW, C * k * k).
+
+    Row order is (image, output row, output column); column order is (channel, ky, kx), the order
+    of ``weights.reshape(out_channels, -1)``, so a convolution becomes one matrix product.
+    """
+    padded = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    win = windows(padded, kernel_size, stride)
+    n, c, oh, ow, k, _ = win.shape
+    return win.transpose(0, 2, 3, 1, 4, 5).reshape(n * oh * ow, c * k * k)
+
+
+def col2im(cols: np.ndarray, input_shape: tuple, kernel_size: int, stride: int = 1, padding: int = 0) -> np.ndarray:
+    """Inverse of :func:`im2col` for gradients: sum each row back onto the input pixels it came from."""
+    n, c, h, w = input_shape
+    oh, ow = output_size(h, kernel_size, stride, padding), output_size(w, kernel_size, stride, padding)
+    grad_windows = cols.reshape(n, oh, ow, c, kernel_size, kernel_size).transpose(0, 3, 1, 2, 4, 5)
+    grad = fold(grad_windows, (n, c, h + 2 * padding, w + 2 * padding), stride)
+    return grad[:, :, padding:padding + h, padding:padding + w]
+
+
+class Layer:
+    """A layer without parameters; subclasses define ``forward`` and ``backward``."""
+
+    param_names: tuple[str, ...] = ()
+    _out_shape: tuple | None = None
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def backward(self, grad_output: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+def _uniform(rng: np.random.Generator, fan_in: int, shape: tuple, dtype: type) -> np.ndarray:
+    """PyTorch's default initialisation for conv and linear layers: U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+    bound = 1.0 / np.sqrt(fan_in)
+    return rng.uniform(-bound, bound, size=shape).astype(dtype)
+
+
+class Conv2D(Layer):
+    """2-D convolution (cross-correlation, like ``nn.Conv2d``) computed as one matrix product via im2col."""
+
+    param_names = ("weights", "bias")
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0,
+                 *, dtype: type = np.float32, rng: np.random.Generator | None = None) -> None:
+        self.in_channels = check_int("in_channels", in_channels, min_value=1)
+        self.out_channels = check_int("out_channels", out_channels, min_value=1)
+        self.kernel_size = check_int("kernel_size", kernel_size, min_value=1)
+        self.stride = check_int("stride", stride, min_value=1)
+        self.padding = check_int("padding", padding, min_value=0)
+        rng = rng if rng is not None else np.random.default_rng()
+        fan_in = in_channels * kernel_size * kernel_size
+        self.weights = _uniform(rng, fan_in, (out_channels, in_channels, kernel_size, kernel_size), dtype)
+        self.bias = _uniform(rng, fan_in, (out_channels,), dtype)
+        self.grad_weights = np.zeros_like(self.weights)
+        self.grad_bias = np.zeros_like(self.bias)
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}({self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, padding={self.padding})")
+
+    def _check_input(self, x: np.ndarray) -> tuple[int, int]:
+        """Validate ``x`` and return the output height and width."""
+        _check_shape(self, x, ("N", self.in_channels, "H", "W"))
+        oh, ow = (output_size(d, self.kernel_size, self.stride, self.padding) for d in x.shape[2:])
+        if oh < 1 or ow < 1:
+            raise ValueError(f"{self!r}: input {tuple(x.shape)} is smaller than the kernel "
+                             f"(H and W + 2*padding must be >= {self.kernel_size})")
+        return oh, ow
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        oh, ow = self._check_input(x)
+        self._input_shape = x.shape
+        self._cols = im2col(x, self.kernel_size, self.stride, self.padding)        # (N*OH*OW, C*k*k)
+        out = self._cols @ self.weights.reshape(self.out_channels, -1).T + self.bias  # (N*OH*OW, O)
+        out = out.reshape(len(x), oh, ow, self.out_channels).transpose(0, 3, 1, 2)
+        self._out_shape = out.shape
+        return out
+
+    def backward(self, grad_output: np.ndarray) -> np.ndarray:
+        _check_grad(self, grad_output, self._out_shape)
+        grad = grad_output.transpose(0, 2, 3, 1).reshape(-1, self.out_channels)   # (N*OH*OW, O)
+        self.grad_weights = (grad.T @ self._cols).reshape(self.weights.shape)
+        self.grad_bias = grad.sum(axis=0)
+        grad_cols = grad @ self.weights.reshape(self.out_channels, -1)             # (N*OH*OW, C*k*k)
+        return col2im(grad_cols, self._input_shape, self.kernel_size, self.stride, self.padding)
+
+
+class Conv2DLoops(Conv2D):
+    """The same convolution with Python loops over images and output pixels: correct, and slow."""
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        oh, ow = self._check_input(x)
+        k, s, p = self.kernel_size, self.stride, self.padding
+        self._padded = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
+        out = np.empty((len(x), self.out_channels, oh, ow), dtype=np.result_type(x, self.weights))
+        for n in range(len(x)):
+            for i in range(oh):
+                for j in range(ow):
+                    window = self._padded[n, :, i * s:i * s + k, j * s:j * s + k]          # (C, k, k)
+                    out[n, :, i, j] = np.tensordot(self.weights, window, axes=3) + self.bias
+        self._out_shape = out.shape
+        return out
+
+    def backward(self, grad_output: np.ndarray) -> np.ndarray:
+        _check_grad(self, grad_output, self._out_shape)
+        k, s, p = self.kernel_size, self.stride, self.padding
+        n_images, _, oh, ow = grad_output.shape
+        grad_padded = np.zeros_like(self._padded)
+        self.grad_weights = np.zeros_like(self.weights)
+        for n in range(n_images):
+            for i in range(oh):
+                for j in range(ow):
+                    g = grad_output[n, :, i, j]                                          # (O,)
+                    window = self._padded[n, :, i * s:i * s + k, j * s:j * s + k]
+                    self.grad_weights += g[:, None, None, None] * window
+                    grad_padded[n, :, i * s:i * s + k, j * s:j * s + k] += np.tensordot(g, self.weights, axes=1)
+        self.grad_bias = grad_output.sum(axis=(0, 2, 3))
+        h, w = grad_padded.shape[2] - 2 * p, grad_padded.shape[3] - 2 * p
+        return grad_padded[:, :, p:p + h, p:p + w]
+
+
+class MaxPool2D(Layer):
+    """Max pooling over k x k windows (stride defaults to k, like ``nn.MaxPool2d``); no padding."""
+
+    def __init__(self, kernel_size: int, stride: int | None = None) -> None:
+        self.kernel_size = check_int("kernel_size", kernel_size, min_value=1)
+        self.stride = check_int("stride", kernel_size if stride is None else stride, min_value=1)
+
+    def __repr__(self) -> str:
+        return f"MaxPool2D(kernel_size={self.kernel_size}, stride={self.stride})"
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        _check_shape(self, x, ("N", "C", "H", "W"))
+        if min(x.shape[2:]) < self.kernel_size:
+            raise _fail_shape(self, "input", ("N", "C", f"H>={self.kernel_size}", f"W>={self.kernel_size}"), x.shape)
+        win = windows(x, self.kernel_size, self.stride)
+        flat = win.reshape(*win.shape[:4], -1)                  # (N, C, OH, OW, k*k)
+        self._argmax = flat.argmax(axis=-1)[..., None]          # which element of each window won
+        self._input_shape = x.shape
+        out = np.take_along_axis(flat, self._argmax, axis=-1)[..., 0]
+        self._out_shape = out.shape
+        return out
+
+    def backward(self, grad_output: np.ndarray) -> np.ndarray:
+        _check_grad(self, grad_output, self._out_shape)
+        k = self.kernel_size
+        grad_flat = np.zeros((*grad_output.shape, k * k), dtype=grad_output.dtype)
+        np.put_along_axis(grad_flat, self._argmax, grad_output[..., None], axis=-1)  # only the winner gets it
+        return fold(grad_flat.reshape(*grad_output.shape, k, k), self._input_shape, self.stride)
+
+
+class ReLU(Layer):
+    """max(x, 0), elementwise."""
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self._mask = x > 0
+        self._out_shape = x.shape
+        return x * self._mask
+
+    def backward(self, grad_output: np.ndarray) -> np.ndarray:
+        _check_grad(self, grad_output, self._out_shape)
+        return grad_output * self._mask
+
+
+class Flatten(Layer):
+    """(N, C, H, W) -> (N, C*H*W), like ``torch.flatten(x, 1)``."""
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        if x.ndim < 2:
+            raise _fail_shape(self, "input", ("N", "..."), x.shape)
+        self._input_shape = x.shape
+        out = x.reshape(len(x), -1)
+        self._out_shape = out.shape
+        return out
+
+    def backward(self, grad_output: np.ndarray) -> np.ndarray:
+        _check_grad(self, grad_output, self._out_shape)
+        return grad_output.reshape(self._input_shape)
+
+
+class Dense(Layer):
+    """Fully connected layer ``x @ weights.T + bias`` with ``weights`` of shape (out, in), like ``nn.Linear``."""
+
+    param_names = ("weights", "bias")
+
+    def __init__(self, in_features: int, out_features: int, *, dtype: type = np.float32,
+                 rng: np.random.Generator | None = None) -> None:
+        self.in_features = check_int("in_features", in_features, min_value=1)
+        self.out_features = check_int("out_features", out_features, min_value=1)
+        rng = rng if rng is not None else np.random.default_rng()
+        self.weights = _uniform(rng, in_features, (out_features, in_features), dtype)
+        self.bias = _uniform(rng, in_features, (out_features,), dtype)
+        self.grad_weights = np.zeros_like(self.weights)
+        self.grad_bias = np.zeros_like(self.bias)
+
+    def __repr__(self) -> str:
+        return f"Dense({self.in_features}, {self.out_features})"
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        _check_shape(self, x, ("N", self.in_features))
+        self._x = x
+        out = x @ self.weights.T + self.bias
+        self._out_shape = out.shape
+        return out
+
+    def backward(self, grad_output: np.ndarray) -> np.ndarray:
+        _check_grad(self, grad_output, self._out_shape)
+        self.grad_weights = grad_output.T @ self._x
+        self.grad_bias = grad_output.sum(axis=0)
+        return grad_output @ self.weights
+
+
+def cross_entropy_loss(logits: np.ndarray, targets: np.ndarray) -> tuple[float, np.ndarray]:
+    """Mean softmax cross-entropy of ``logits`` (N, classes) and integer ``targets`` (N,), and its gradient.
+
+    Softmax is folded in (like ``F.cross_entropy``) and computed from ``logits - max`` so that
+    ``exp`` never overflows. The gradient with respect to the logits is ``(softmax - one_hot) / N``.
+    """
+    targets = np.asarray(targets)
+    if logits.ndim != 2 or targets.shape != (len(logits),):
+        raise ValueError(f"cross_entropy_loss: expected logits (N, classes) and targets (N,), "
+                         f"got {tuple(logits.shape)} and {tuple(targets.shape)}")
+    if not np.issubdtype(targets.dtype, np.integer) or targets.min() < 0 or targets.max() >= logits.shape[1]:
+        raise ValueError(f"cross_entropy_loss: targets must be integer class indices in [0, {logits.shape[1]}), "
+                         f"got dtype {targets.dtype} with values {targets.min()}..{targets.max()}")
+    n = len(logits)
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    loss = -log_probs[np.arange(n), targets].mean()
+    grad_logits = np.exp(log_probs)
+    grad_logits[np.arange(n), targets] -= 1
+    return float(loss), grad_logits / n
+
+
+class SimpleCNN:
+    """conv-relu-pool twice, then two dense layers: the NumPy twin of ``course_lib.models.SimpleCNN``.
+
+    Same arguments, layer names and parameter shapes; ``conv_layer=Conv2DLoops`` swaps in the
+    loop-based convolution (for timing). ``seed`` fixes the initial weights.
+    """
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 10, channels: tuple[int, int] = (8, 16),
+                 hidden: int = 64, image_size: int = 8, *, dtype: type = np.float32, seed: int = 0,
+                 conv_layer: type[Conv2D] = Conv2D) -> None:
+        if image_size % 4:
+            raise ValueError(f"image_size must be divisible by 4, got {image_size}")
+        rng = np.random.default_rng(seed)
+        c1, c2 = channels
+        self.dtype = np.dtype(dtype)
+        self.conv1 = conv_layer(in_channels, c1, kernel_size=3, padding=1, dtype=dtype, rng=rng)
+        self.relu1 = ReLU()
+        self.pool1 = MaxPool2D(2)
+        self.conv2 = conv_layer(c1, c2, kernel_size=3, padding=1, dtype=dtype, rng=rng)
+        self.relu2 = ReLU()
+        self.pool2 = MaxPool2D(2)
+        self.flatten = Flatten()
+        self.fc1 = Dense(c2 * (image_size // 4) ** 2, hidden, dtype=dtype, rng=rng)
+        self.relu3 = ReLU()
+        self.fc2 = Dense(hidden, num_classes, dtype=dtype, rng=rng)
+        self.layers = [self.conv1, self.relu1, self.pool1, self.conv2, self.relu2, self.pool2,
+                       self.flatten, self.fc1, self.relu3, self.fc2]
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=self.dtype)
+        for layer in self.layers:
+            x = layer.forward(x)
+        return x
+
+    def backward(self, grad_output: np.ndarray) -> np.ndarray:
+        for layer in reversed(self.layers):
+            grad_output = layer.backward(grad_output)
+        return grad_output
+
+    def named_layers(self) -> list[tuple[str, Layer]]:
+        """``(name, layer)`` for every layer with parameters, in order: conv1, conv2, fc1, fc2."""
+        return [(name, layer) for name, layer in vars(self).items()
+                if isinstance(layer, Layer) and layer.param_names]
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Parameters under PyTorch's names (``conv1.weight``, ``conv1.bias``, ...); arrays are not copied."""
+        return {f"{name}.{_TORCH_NAME[p]}": getattr(layer, p)
+                for name, layer in self.named_layers() for p in layer.param_names}
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        """Copy parameters in (cast to this model's dtype); names and shapes must match exactly."""
+        own = self.state_dict()
+        if set(state) != set(own):
+            raise ValueError(f"state dict keys must be {sorted(own)}, got {sorted(state)}")
+        for name, layer in self.named_layers():
+            for p in layer.param_names:
+                value = np.asarray(state[f"{name}.{_TORCH_NAME[p]}"])
+                if value.shape != getattr(layer, p).shape:
+                    raise ValueError(f"{name}.{_TORCH_NAME[p]} must have shape {getattr(layer, p).shape}, "
+                                     f"got {value.shape}")
+                setattr(layer, p, value.astype(self.dtype, copy=True))  # a copy: never share memory with torch
+
+
+_TORCH_NAME = {"weights": "weight", "bias": "bias"}
+
+
+class SGD:
+    """Stochastic gradient descent with optional momentum, the update rule of ``torch.optim.SGD``.
+
+    ``step(model)`` applies ``velocity = momentum * velocity + grad; param -= lr * velocity`` to
+    every parameter of every layer of the model, in place.
+    """
+
+    def __init__(self, lr: float = 0.01, momentum: float = 0.0) -> None:
+        if not lr > 0 or not 0 <= momentum < 1:
+            raise ValueError(f"SGD needs lr > 0 and 0 <= momentum < 1, got lr={lr}, momentum={momentum}")
+        self.lr, self.momentum = lr, momentum
+        self._velocity: dict[tuple[int, str], np.ndarray] = {}
+
+    def step(self, model: SimpleCNN) -> None:
+        for i, layer in enumerate(model.layers):
+            for name in layer.param_names:
+                param, grad = getattr(layer, name), getattr(layer, f"grad_{name}")
+                if self.momentum:
+                    velocity = self._velocity.get((i, name))
+                    grad = grad if velocity is None else self.momentum * velocity + grad
+                    self._velocity[(i, name)] = grad
+                param -= self.lr * grad
+
+
+def train_one_epoch(model: SimpleCNN, batches: Iterable[tuple[np.ndarray, np.ndarray]], optimizer: SGD) -> float:
+    """Train on every ``(X, y)`` batch once: forward, loss, backward, step. Return the mean loss."""
+    total, count = 0.0, 0
+    for X, y in batches:
+        logits = model.forward(X)
+        loss, grad_logits = cross_entropy_loss(logits, y)
+        model.backward(grad_logits)
+        optimizer.step(model)
+        total += loss * len(X)
+        count += len(X)
+    if count == 0:
+        raise ValueError("train_one_epoch got no batches: is the data empty?")
+    return total / count
+
+
+def evaluate(model: SimpleCNN, X: np.ndarray, y: np.ndarray, batch_size: int = 1024) -> tuple[float, float]:
+    """Return ``(mean loss, accuracy)`` of the NumPy model on ``X, y``."""
+    if len(X) != len(y) or len(X) == 0:
+        raise ValueError(f"X and y must be non-empty and of equal length, got {len(X)} and {len(y)}")
+    total_loss, correct = 0.0, 0
+    for start in range(0, len(X), batch_size):
+        logits = model.forward(X[start:start + batch_size])
+        yb = y[start:start + batch_size]
+        total_loss += cross_entropy_loss(logits, yb)[0] * len(yb)
+        correct += int((logits.argmax(axis=1) == yb).sum())
+    return total_loss / len(X), correct / len(X)

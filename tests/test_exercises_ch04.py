@@ -1,0 +1,66 @@
+"""Notebook 04's checkers accept the reference solutions and explain the common mistakes."""
+
+import pytest
+import torch
+from torch import nn
+
+from course_lib.exercises import ExerciseFailed
+from course_lib.exercises.ch04 import check_accuracy, check_bce_with_logits, check_train_step
+from course_lib.losses import stable_bce_with_logits
+
+
+def test_bce_checker() -> None:
+    check_bce_with_logits(lambda z, y: stable_bce_with_logits(z, y))
+    naive = lambda z, y: -(y * torch.log(torch.sigmoid(z)) + (1 - y) * torch.log(1 - torch.sigmoid(z)))
+    with pytest.raises(ExerciseFailed, match="log1p"):
+        check_bce_with_logits(naive)
+    clamped = lambda z, y: -(y * torch.log(torch.sigmoid(z)).clamp(min=-100)
+                             + (1 - y) * torch.log(1 - torch.sigmoid(z)).clamp(min=-100))
+    with pytest.raises(ExerciseFailed, match="expected"):
+        check_bce_with_logits(clamped)
+    kinked = lambda z, y: (1 - y) * z + z.neg().clamp(min=0) + torch.log1p(torch.exp(-z.abs()))
+    with pytest.raises(ExerciseFailed, match="kinks at 0"):
+        check_bce_with_logits(kinked)
+    with pytest.raises(ExerciseFailed, match="do not average"):
+        check_bce_with_logits(lambda z, y: stable_bce_with_logits(z, y).mean())
+    with pytest.raises(ExerciseFailed, match="not attempted"):
+        check_bce_with_logits(lambda z, y: (_ for _ in ()).throw(NotImplementedError()))
+
+
+def test_accuracy_checker() -> None:
+    check_accuracy(lambda logits, y: ((logits.squeeze(1) >= 0).float() == y).float().mean().item())
+    check_accuracy(lambda logits, y: ((torch.sigmoid(logits).squeeze(1) >= 0.5).float() == y).float().mean())
+    with pytest.raises(ExerciseFailed, match="broadcasts"):
+        check_accuracy(lambda logits, y: ((logits >= 0).float() == y).float().mean().item())
+    with pytest.raises(ExerciseFailed, match="logit of 0"):
+        check_accuracy(lambda logits, y: ((logits.squeeze(1) >= 0.5).float() == y).float().mean().item())
+
+
+def _step(order: str):
+    def train_step(model, loss_fn, optimizer, X, y):
+        loss = None
+        for call in order.split():
+            if call == "zero":
+                optimizer.zero_grad()
+            elif call == "forward":
+                loss = loss_fn(model(X), y)
+            elif call == "backward":
+                loss.backward()
+            else:
+                optimizer.step()
+        return loss.item()
+    return train_step
+
+
+def test_train_step_checker() -> None:
+    check_train_step(_step("zero forward backward step"))
+    check_train_step(_step("forward backward step zero"))
+    with pytest.raises(ExerciseFailed, match="accumulate"):
+        check_train_step(_step("forward backward step"))
+    with pytest.raises(ExerciseFailed, match="did not change"):
+        check_train_step(_step("zero forward step backward zero"))
+    with pytest.raises(ExerciseFailed, match="did not change"):
+        check_train_step(_step("forward backward zero step"))
+    with pytest.raises(ExerciseFailed, match="Python float"):
+        check_train_step(lambda *args: torch.tensor(_step("zero forward backward step")(*args)))
+    assert isinstance(nn.Linear(1, 1), nn.Module)

@@ -1,0 +1,47 @@
+"""The notebook 06 checkers accept right answers and explain wrong ones."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from course_lib.exercises import ExerciseFailed
+from course_lib.exercises.ch06 import check_absmax_int8, check_lora_count, check_lora_forward
+from course_lib.tiny_lm import make_tokenizer, tiny_qwen2
+
+
+def test_lora_forward_checker() -> None:
+    check_lora_forward(lambda x, w, b, A, B, alpha: x @ w.T + b + alpha / A.shape[0] * x @ A.T @ B.T)
+    with pytest.raises(ExerciseFailed, match="not scaled"):
+        check_lora_forward(lambda x, w, b, A, B, alpha: x @ w.T + b + x @ A.T @ B.T)
+
+
+def test_lora_count_checker_spots_square_assumption() -> None:
+    model = tiny_qwen2(make_tokenizer().vocab_size)
+    layers = model.config.num_hidden_layers
+
+    def right(m, r):
+        return sum(r * (p.in_features + p.out_features) for layer in m.model.layers
+                   for p in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj,
+                             layer.self_attn.o_proj))
+
+    check_lora_count(right, model)
+    with pytest.raises(ExerciseFailed, match="grouped-query"):
+        check_lora_count(lambda m, r: layers * 4 * r * 2 * m.config.hidden_size, model)
+
+
+def test_absmax_checker_spots_truncation() -> None:
+    def quantize(w):
+        scale = w.abs().max() / 127
+        return torch.round(w / scale).to(torch.int8), scale
+
+    check_absmax_int8(quantize, lambda c, s: c.float() * s)
+
+    def truncating(w):
+        scale = w.abs().max() / 127
+        return (w / scale).to(torch.int8), scale
+
+    with pytest.raises(ExerciseFailed, match="round to the nearest"):
+        check_absmax_int8(truncating, lambda c, s: c.float() * s)
+    with pytest.raises(ExerciseFailed, match="not attempted"):
+        check_absmax_int8(lambda w: (_ for _ in ()).throw(NotImplementedError()), lambda c, s: c)

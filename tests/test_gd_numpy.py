@@ -1,0 +1,140 @@
+"""The hand-written NumPy gradient descent agrees with torch.autograd and torch.optim in float64."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from course_lib.gd_numpy import (
+    SGD,
+    Adam,
+    batch_indices,
+    epoch_orders,
+    fit,
+    max_stable_lr,
+    mse,
+    mse_grad,
+    mse_many,
+)
+
+
+def regression(seed: int = 0, m: int = 40, d: int = 3) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(m, d))
+    return X, X @ rng.normal(size=d) + 0.1 * rng.normal(size=m), rng.normal(size=d)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_mse_and_gradient_match_autograd(seed: int) -> None:
+    X, y, w = regression(seed)
+    w_t = torch.tensor(w, requires_grad=True)
+    loss = torch.nn.functional.mse_loss(torch.from_numpy(X) @ w_t, torch.from_numpy(y))
+    loss.backward()
+    assert mse(X, y, w) == pytest.approx(loss.item(), rel=1e-13)
+    np.testing.assert_allclose(mse_grad(X, y, w), w_t.grad.numpy(), rtol=1e-12, atol=1e-13)
+
+
+def test_mse_many_evaluates_each_row_and_keeps_grid_shape() -> None:
+    X, y, _ = regression(d=2)
+    W = np.random.default_rng(1).normal(size=(4, 5, 2))
+    surface = mse_many(X, y, W)
+    assert surface.shape == (4, 5)
+    assert surface[2, 3] == pytest.approx(mse(X, y, W[2, 3]), rel=1e-13)
+
+
+@pytest.mark.parametrize(("ours", "theirs"), [
+    (lambda: SGD(0.05), lambda p: torch.optim.SGD(p, lr=0.05)),
+    (lambda: SGD(0.05, momentum=0.9), lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9)),
+    (lambda: Adam(0.01), lambda p: torch.optim.Adam(p, lr=0.01)),
+    (lambda: Adam(0.1, betas=(0.8, 0.99), eps=1e-6),
+     lambda p: torch.optim.Adam(p, lr=0.1, betas=(0.8, 0.99), eps=1e-6)),
+], ids=["sgd", "momentum", "adam", "adam-custom"])
+def test_optimizers_follow_torch_optim_on_random_gradients(ours, theirs) -> None:
+    rng = np.random.default_rng(3)
+    w = rng.normal(size=4)
+    param = torch.nn.Parameter(torch.tensor(w))
+    optimizer, reference = ours(), theirs([param])
+    for _ in range(50):
+        grad = rng.normal(size=4) * rng.uniform(0.01, 10)
+        w = optimizer.step(w, grad)
+        param.grad = torch.tensor(grad)
+        reference.step()
+        np.testing.assert_allclose(w, param.detach().numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_optimizers_reject_bad_hyper_parameters() -> None:
+    with pytest.raises(ValueError, match="lr must be a number > 0"):
+        SGD(0.0)
+    with pytest.raises(ValueError, match="momentum"):
+        SGD(0.1, momentum=-0.5)
+    with pytest.raises(ValueError, match=r"betas\[1\]"):
+        Adam(0.1, betas=(0.9, 1.5))
+
+
+def test_epoch_orders_are_seeded_permutations_and_batches_cover_them() -> None:
+    orders = epoch_orders(10, 3, seed=7)
+    assert orders.shape == (3, 10)
+    assert all(sorted(order) == list(range(10)) for order in orders)
+    np.testing.assert_array_equal(orders, epoch_orders(10, 3, seed=7))
+    assert not np.array_equal(orders[0], orders[1])
+    batches = batch_indices(orders[0], 4)
+    assert [len(b) for b in batches] == [4, 4, 2]
+    np.testing.assert_array_equal(np.concatenate(batches), orders[0])
+
+
+def test_batch_size_decides_the_number_of_steps() -> None:
+    X, y, w0 = regression(m=10)
+    orders = epoch_orders(10, 2, seed=0)
+    for batch_size, steps in [(10, 2), (1, 20), (4, 6)]:
+        run = fit(X, y, w0, SGD(0.01), orders, batch_size)
+        assert len(run.batch_losses) == steps and run.weights.shape == (steps + 1, 3)
+        assert run.steps_per_epoch == steps // 2 and run.epochs[-1] == 2.0
+        assert run.losses[0] == pytest.approx(mse(X, y, w0)) and not run.diverged
+
+
+def test_fit_matches_a_torch_training_loop_in_float64() -> None:
+    X, y, w0 = regression(m=20)
+    orders = epoch_orders(20, 3, seed=1)
+    run = fit(X, y, w0, Adam(0.05), orders, batch_size=6)
+    w = torch.nn.Parameter(torch.tensor(w0))
+    optimizer = torch.optim.Adam([w], lr=0.05)
+    X_t, y_t = torch.from_numpy(X), torch.from_numpy(y)
+    trajectory = [w0]
+    for order in orders:
+        for idx in batch_indices(order, 6):
+            optimizer.zero_grad()
+            torch.nn.functional.mse_loss(X_t[idx] @ w, y_t[idx]).backward()
+            optimizer.step()
+            trajectory.append(w.detach().numpy().copy())
+    assert np.abs(np.array(trajectory) - run.weights).max() <= 1e-10
+
+
+def test_gradient_descent_converges_to_least_squares() -> None:
+    X, y, w0 = regression()
+    run = fit(X, y, w0, SGD(0.5 * max_stable_lr(X)), epoch_orders(len(y), 200, seed=0), batch_size=len(y))
+    np.testing.assert_allclose(run.weights[-1], np.linalg.lstsq(X, y, rcond=None)[0], atol=1e-8)
+
+
+def test_divergence_is_detected_without_warnings_or_nan() -> None:
+    X, y, w0 = regression()
+    orders = epoch_orders(len(y), 2_000, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an overflow RuntimeWarning would fail the test
+        stable = fit(X, y, w0, SGD(0.99 * max_stable_lr(X)), orders[:50], batch_size=len(y))
+        unstable = fit(X, y, w0, SGD(1.01 * max_stable_lr(X)), orders, batch_size=len(y))
+        absurd = fit(X, y, w0, SGD(1e200), orders, batch_size=len(y))
+    assert not stable.diverged
+    assert unstable.diverged and len(unstable.batch_losses) < 2_000
+    assert unstable.losses[-1] > 1e6 * unstable.losses[0] and np.isfinite(unstable.losses[-1])
+    assert absurd.diverged and len(absurd.batch_losses) <= 2
+
+
+def test_fit_rejects_mismatched_shapes() -> None:
+    X, y, w0 = regression()
+    with pytest.raises(ValueError, match="expected X"):
+        fit(X, y[:-1], w0, SGD(0.1), epoch_orders(len(y), 1, 0), 4)
+    with pytest.raises(ValueError, match="orders must have shape"):
+        fit(X, y, w0, SGD(0.1), epoch_orders(len(y) - 1, 1, 0), 4)
+    with pytest.raises(ValueError, match="batch_size"):
+        batch_indices(np.arange(4), 0)

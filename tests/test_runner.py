@@ -1,0 +1,109 @@
+"""The notebook runner: parameters, atomic replacement, reproducible bytes, clear failures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+
+from course_lib.__main__ import main
+from course_lib.runner import normalize, parse_value
+
+
+def tiny_notebook(path: Path) -> Path:
+    nb = new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                               "language": "python"}})
+    nb.cells = [
+        new_markdown_cell("# tiny"),
+        new_code_cell("from course_lib import check_int, setup"),
+        new_code_cell("seed = 0\ndevice = 'cpu'\nn = 3"),
+        new_code_cell("n = check_int('n', n, min_value=1)\ndevice = setup(seed, device)"),
+        new_code_cell("import sys\nfor i in range(n):\n    print(i, flush=True)\nprint('done')"),
+    ]
+    nb.cells[2].metadata["tags"] = ["parameters"]
+    for i, cell in enumerate(nb.cells):
+        cell["id"] = f"c{i}"
+    nbformat.write(nb, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("runner")
+
+
+def test_parse_value() -> None:
+    assert parse_value("20") == 20
+    assert parse_value("1e-3") == 0.001
+    assert parse_value("True") is True
+    assert parse_value("cuda") == "cuda"
+
+
+def test_run_to_output_dir_keeps_source_and_applies_parameters(workdir: Path, capsys) -> None:
+    src = tiny_notebook(workdir / "tiny.ipynb")
+    before = src.read_bytes()
+    assert main(["run", str(src), "-p", "n", "2", "--output-dir", str(workdir / "out")]) == 0
+    assert src.read_bytes() == before
+    out = nbformat.read(workdir / "out" / "tiny.ipynb", as_version=4)
+    streams = [o for c in out.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "stream"]
+    assert [s.text for s in streams] == ["0\n1\ndone\n"]  # one merged stream, n overridden to 2
+    assert "papermill" not in out.metadata
+    assert all("papermill" not in c.metadata and "execution" not in c.metadata for c in out.cells)
+    summary = capsys.readouterr().out
+    assert "tiny.ipynb" in summary and " ok " in summary and "1 ok, 0 failed" in summary
+
+
+def test_in_place_twice_is_byte_identical(workdir: Path) -> None:
+    src = tiny_notebook(workdir / "again.ipynb")
+    assert main(["run", str(src), "--in-place"]) == 0
+    first = src.read_bytes()
+    assert main(["run", str(src), "--in-place"]) == 0
+    assert src.read_bytes() == first
+    assert json.loads(first)["cells"][4]["execution_count"] == 4
+
+
+def test_bad_parameter_fails_with_the_notebooks_message(workdir: Path, capsys) -> None:
+    src = tiny_notebook(workdir / "bad.ipynb")
+    before = src.read_bytes()
+    assert main(["run", str(src), "-p", "device", "banana", "--in-place"]) == 1
+    out = capsys.readouterr().out
+    assert "FAILED" in out and "ValueError: device must be one of 'auto', 'cpu', 'cuda', 'mps', got 'banana'" in out
+    assert "Traceback" not in out
+    assert src.read_bytes() == before  # a failed run never replaces the target
+    assert not list(workdir.glob(".bad-*.ipynb"))  # and leaves no temporary file
+
+
+def test_unknown_parameter_is_refused_before_running(workdir: Path, capsys) -> None:
+    src = tiny_notebook(workdir / "unknown.ipynb")
+    assert main(["run", str(src), "-p", "epochs", "3", "--output-dir", str(workdir / "o2")]) == 1
+    assert "unknown parameter(s) epochs; this notebook takes: seed, device, n" in capsys.readouterr().out
+
+
+def test_bad_paths_and_options(workdir: Path, capsys) -> None:
+    assert main(["run", str(workdir / "missing.ipynb")]) == 2
+    assert "expected a notebook" in capsys.readouterr().err
+    assert main(["run", str(tiny_notebook(workdir / "t.ipynb")), "--timeout", "0"]) == 2
+    with pytest.raises(SystemExit):
+        main(["run", "x.ipynb", "--in-place", "--output-dir", "y"])
+
+
+def test_normalize_merges_adjacent_streams_only() -> None:
+    nb = new_notebook()
+    cell = new_code_cell("x")
+    cell.outputs = [new_output("stream", name="stdout", text="a"), new_output("stream", name="stdout", text="b"),
+                    new_output("stream", name="stderr", text="c"), new_output("stream", name="stdout", text="d")]
+    cell.metadata["execution"] = {"iopub.execute_input": "2026-01-01"}
+    nb.cells = [cell]
+    nb.metadata["papermill"] = {"duration": 1.0}
+    normalize(nb)
+    assert [(o.name, o.text) for o in nb.cells[0].outputs] == [("stdout", "ab"), ("stderr", "c"), ("stdout", "d")]
+    assert "execution" not in nb.cells[0].metadata and "papermill" not in nb.metadata
+
+
+def test_written_notebooks_are_world_readable(workdir: Path) -> None:
+    src = tiny_notebook(workdir / "perm.ipynb")
+    assert main(["run", str(src), "--output-dir", str(workdir / "perm")]) == 0
+    assert (workdir / "perm" / "perm.ipynb").stat().st_mode & 0o777 == 0o644
