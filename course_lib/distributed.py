@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -34,6 +34,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from course_lib.memory import storage_bytes
 from course_lib.models import SimpleCNN
 from course_lib.params import check_bool, check_choice, check_float, check_int
 from course_lib.paths import display_path, output_dir
@@ -204,27 +205,29 @@ def _local(t: torch.Tensor) -> torch.Tensor:
     return t.to_local() if hasattr(t, "to_local") else t  # a DTensor's shard on this rank
 
 
-def _bytes(tensors: list[torch.Tensor]) -> tuple[int, int]:
-    """``(bytes of the tensors' elements, bytes of the distinct storages they live in)`` on this rank."""
-    local = [_local(t) for t in tensors]
-    storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in local}
-    return sum(t.numel() * t.element_size() for t in local), sum(storages.values())
+def _element_bytes(tensors: Iterable[torch.Tensor]) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors)
 
 
 def memory_report(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, int]:
-    """Bytes this rank holds for parameters, gradients and optimizer moments (the 'step' counters excluded)."""
+    """Bytes this rank holds for parameters, gradients and optimizer moments (the 'step' counters excluded).
+
+    ``<part>`` counts the elements of the local tensors; ``<part>_allocated`` the distinct storages
+    behind them, which include FSDP's padding.
+    """
     params = list(model.parameters())
     grads = [p.grad for p in params if p.grad is not None]
     moments = [v for state in optimizer.state.values() for k, v in state.items() if k != "step"]
     report = {}
     for part, tensors in (("params", params), ("grads", grads), ("optimizer", moments)):
-        report[part], report[f"{part}_allocated"] = _bytes(tensors)
+        local = [_local(t) for t in tensors]
+        report[part], report[f"{part}_allocated"] = _element_bytes(local), storage_bytes(local)
     return report
 
 
 def gathered_param_bytes(model: nn.Module) -> int:
     """Bytes of parameters currently all-gathered (FSDP swaps a layer's DTensor shards for full tensors)."""
-    return sum(p.numel() * p.element_size() for p in model.parameters() if not hasattr(p, "to_local"))
+    return _element_bytes(p for p in model.parameters() if not hasattr(p, "to_local"))
 
 
 def shard_facts(model: nn.Module) -> list[dict[str, Any]]:
