@@ -23,8 +23,8 @@ from course_lib.data import digits_split
 from course_lib.distributed import RunSpec, exit_process, free_port, init_process_group, train_run
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Command-line options (see the module docstring)."""
+def build_parser() -> argparse.ArgumentParser:
+    """Command-line options (see the module docstring); values are validated in ``main``."""
     parser = argparse.ArgumentParser(description="Train SimpleCNN on the digits with FSDP.")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--global-batch-size", type=int, default=96, help="summed over all ranks (default 96)")
@@ -32,16 +32,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="model initialisation and data order")
     parser.add_argument("--out", default="outputs/simple_cnn_fsdp.pt", help="where rank 0 saves the full state dict")
     parser.add_argument("--metrics-json", default=None, help="also write world size, final loss, test accuracy here")
-    return parser.parse_args(argv)
+    return parser
 
 
 @record  # under torchrun, a failing rank's traceback becomes the reported root cause
 def main(argv: list[str] | None = None) -> int:
     """Train, evaluate and save; return the exit status."""
-    args = parse_args(argv)
-    spec = RunSpec("fsdp", epochs=args.epochs, global_batch_size=args.global_batch_size, lr=args.lr, seed=args.seed)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     rank, world_size = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
-    spec.check_world_size(world_size)
+    try:
+        spec = RunSpec("fsdp", epochs=args.epochs, global_batch_size=args.global_batch_size, lr=args.lr,
+                       seed=args.seed)
+        spec.check_world_size(world_size)
+    except ValueError as exc:
+        parser.error(str(exc))  # exit status 2 with the usage line
     launched = "MASTER_ADDR" in os.environ  # set by torchrun; alone we form a group of one
     ctx = init_process_group(rank, world_size, "env://" if launched else f"tcp://127.0.0.1:{free_port()}")
     try:

@@ -131,6 +131,13 @@ def _script_main():
     return module.main
 
 
+def test_script_refuses_bad_options(capfd: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as info:
+        _script_main()(["--epochs", "0"])
+    assert info.value.code == 2
+    assert "epochs must be an int >= 1, got 0" in capfd.readouterr().err
+
+
 def test_script_gives_the_same_results_on_one_and_two_ranks(tmp_path: Path, capfd: pytest.CaptureFixture,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
