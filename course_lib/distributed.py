@@ -34,7 +34,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from course_lib.memory import storage_bytes
+from course_lib.memory import storage_bytes, tensor_bytes
 from course_lib.models import SimpleCNN
 from course_lib.params import check_bool, check_choice, check_float, check_int
 from course_lib.paths import display_path, output_dir
@@ -205,10 +205,6 @@ def _local(t: torch.Tensor) -> torch.Tensor:
     return t.to_local() if hasattr(t, "to_local") else t  # a DTensor's shard on this rank
 
 
-def _element_bytes(tensors: Iterable[torch.Tensor]) -> int:
-    return sum(t.numel() * t.element_size() for t in tensors)
-
-
 def memory_report(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, int]:
     """Bytes this rank holds for parameters, gradients and optimizer moments (the 'step' counters excluded).
 
@@ -221,13 +217,13 @@ def memory_report(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[st
     report = {}
     for part, tensors in (("params", params), ("grads", grads), ("optimizer", moments)):
         local = [_local(t) for t in tensors]
-        report[part], report[f"{part}_allocated"] = _element_bytes(local), storage_bytes(local)
+        report[part], report[f"{part}_allocated"] = tensor_bytes(local), storage_bytes(local)
     return report
 
 
 def gathered_param_bytes(model: nn.Module) -> int:
     """Bytes of parameters currently all-gathered (FSDP swaps a layer's DTensor shards for full tensors)."""
-    return _element_bytes(p for p in model.parameters() if not hasattr(p, "to_local"))
+    return tensor_bytes(p for p in model.parameters() if not hasattr(p, "to_local"))
 
 
 def shard_facts(model: nn.Module) -> list[dict[str, Any]]:
