@@ -9,6 +9,7 @@ import pytest
 from course_lib.runner import KERNEL_ENV
 
 os.environ.update(KERNEL_ENV)  # nbval's kernels inherit this: no tqdm bars, fixed hash seed
+collect_ignore_glob = ["notebooks/.*.ipynb"]  # a runner's temporary file while it executes a notebook
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

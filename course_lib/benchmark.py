@@ -12,25 +12,33 @@ from threadpoolctl import threadpool_limits
 from course_lib.params import check_float, check_int
 
 
+def synchronize(device: torch.device | None = None) -> None:
+    """Wait for queued GPU work (CUDA or MPS; all available when ``device`` is None), so a timer measures the work."""
+    kind = device.type if device is not None else None
+    if kind in (None, "cuda") and torch.cuda.is_available():
+        torch.cuda.synchronize(device)
+    if kind in (None, "mps") and hasattr(torch, "mps") and torch.backends.mps.is_available():
+        torch.mps.synchronize()
+
+
 def median_seconds(fn: Callable[[], object], repeats: int = 5, warmup: int = 1, min_seconds: float = 0.05) -> float:
     """Median wall time of ``fn()`` after ``warmup`` untimed calls.
 
     Calls ``fn`` at least ``repeats`` times and until ``min_seconds`` have been spent, so very short
     calls get enough samples for the median to shrug off a few slow ones (a busy machine). CUDA work
-    is synchronised before and after each call, so queued kernels are not mistaken for finished ones.
+    and MPS work is synchronised before and after each call, so queued kernels count as unfinished.
     """
     check_int("repeats", repeats, min_value=1)
     check_int("warmup", warmup, min_value=0)
     check_float("min_seconds", min_seconds, min_value=0.0)
-    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
     for _ in range(warmup):
         fn()
     times: list[float] = []
     while len(times) < repeats or sum(times) < min_seconds:
-        sync()
+        synchronize()
         start = time.perf_counter()
         fn()
-        sync()
+        synchronize()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from course_lib import numpy_nn as npnn
+from course_lib.benchmark import synchronize
 from course_lib.data import Split
 from course_lib.params import check_float, check_int
 from course_lib.training import evaluate, train_one_epoch
@@ -67,14 +68,6 @@ def fit(train_epoch: Callable[[], float], score: Callable[[], tuple[float, float
             log(f"epoch {epoch}/{epochs}  loss {loss:.4f}  train accuracy {train_accuracy:.2%}  "
                 f"test accuracy {test_accuracy:.2%}")
     return history
-
-
-def synchronize(device: torch.device) -> None:
-    """Wait for queued GPU work, so that a timer measures the work and not just its launch."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    elif device.type == "mps":
-        torch.mps.synchronize()
 
 
 def fit_torch(model: nn.Module, split: Split, *, epochs: int, batch_size: int = 32, lr: float = 0.02,

@@ -19,6 +19,7 @@ import json
 import os
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -34,10 +35,11 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from course_lib.memory import storage_bytes, tensor_bytes
+from course_lib.memory import count_parameters, storage_bytes, tensor_bytes
 from course_lib.models import SimpleCNN
 from course_lib.params import check_bool, check_choice, check_float, check_int
 from course_lib.paths import display_path, output_dir
+from course_lib.training import evaluate
 
 STRATEGIES = ("single", "ddp", "fsdp")
 PROFILED_STEP = 2  # not 0 (FSDP's lazy init) nor 1 (DDP rebuilds its gradient buckets once, with 2 broadcasts)
@@ -262,7 +264,7 @@ def train_run(spec: RunSpec, ctx: Context, data: tuple[torch.Tensor, ...], state
     rank, world_size = (0, 1) if spec.strategy == "single" else (ctx.rank, ctx.world_size)
     started = time.perf_counter()
     model, plain = build_model(spec, ctx)
-    n_params = sum(p.numel() for p in model.parameters())  # a DTensor's numel is the global one
+    n_params = count_parameters(model)  # a DTensor's numel is the global one
     say(f"Creating model: SimpleCNN with {n_params:,} parameters")
     layers = ", ".join(name for name, _ in plain.named_children())
     say(f"Wrapping model with {spec.strategy.upper()}: "
@@ -295,10 +297,10 @@ def train_run(spec: RunSpec, ctx: Context, data: tuple[torch.Tensor, ...], state
             f"Accuracy: {100 * accuracy:.2f}%")
         if spec.max_steps is not None and step >= spec.max_steps:
             break
-    report["seconds_per_step"] = sorted(step_seconds)[len(step_seconds) // 2]  # median
+    report["seconds_per_step"] = statistics.median(step_seconds[1:] or step_seconds)  # first step: warm-up
     report["memory"] = memory_report(model, optimizer)
     say("Evaluating...")
-    report["test_accuracy"] = _accuracy(plain, X_test, y_test)
+    report["test_accuracy"] = evaluate(plain, X_test, y_test)[1]
     report["state_dict"] = _save_full_state_dict(spec, plain, ctx, state_dict_path) if spec.save_state_dict else None
     report["seconds"] = time.perf_counter() - started
     return report
@@ -366,12 +368,6 @@ def _measured_fsdp_step(model: nn.Module, optimizer: torch.optim.Optimizer, X: t
     loss.backward()
     optimizer.step()
     return during, after, logits, loss
-
-
-def _accuracy(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> float:
-    from course_lib.training import evaluate
-
-    return evaluate(model, X, y)[1]
 
 
 def _save_full_state_dict(spec: RunSpec, model: nn.Module, ctx: Context, path: Path | None) -> str | None:

@@ -77,4 +77,4 @@ def lora_parameter_count(model: nn.Module, target_modules: Iterable[str], r: int
     """``sum r * (in_features + out_features)`` over the targeted layers (works on a meta-device model too)."""
     targets = set(target_modules)
     return sum(r * (m.in_features + m.out_features) for name, m in model.named_modules()
-               if name.rsplit(".", 1)[-1] in targets and isinstance(m, nn.Linear))
+               if name.rsplit(".", 1)[-1] in targets and hasattr(m, "in_features"))

@@ -55,7 +55,8 @@ def find_notebooks(paths: list[str]) -> list[Path]:
     for item in paths:
         path = Path(item)
         if path.is_dir():
-            found += sorted(p for p in path.glob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+            # skip hidden files: the runner's own temporary ``.name-XXXX.ipynb`` while a run is going
+            found += sorted(p for p in path.glob("*.ipynb") if not p.name.startswith("."))
         elif path.suffix == ".ipynb" and path.is_file():
             found.append(path)
         else:

@@ -8,6 +8,7 @@ attention) initialised at random from a config.
 from __future__ import annotations
 
 import random
+import statistics
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -77,7 +78,8 @@ def make_examples(task: str, n: int, length: int = 4, seed: int = 0,
     opcode, answer = TASKS[task]
     taken = {prompt for prompt, _ in exclude}
     if n > len(LETTERS) ** length - len(taken):
-        raise ValueError(f"n must be at most the number of distinct strings left, got {n}")
+        raise ValueError(f"n must be at most {len(LETTERS) ** length - len(taken)} (distinct strings of length "
+                         f"{length} not excluded), got {n}")
     rng = random.Random(seed)
     examples: list[tuple[str, str]] = []
     while len(examples) < n:
@@ -140,7 +142,7 @@ def greedy_accuracy(model: nn.Module, tokenizer: CharTokenizer, examples: list[t
 
 @dataclass
 class TrainResult:
-    """What :func:`train_lm` did: the loss of every step, the optimizer, the wall time per step."""
+    """What :func:`train_lm` did: the loss of every step, the optimizer, the median wall time of a step."""
 
     losses: list[float]
     optimizer: torch.optim.Optimizer
@@ -161,13 +163,14 @@ def train_lm(model: nn.Module, tokenizer: CharTokenizer, examples: list[tuple[st
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     generator = torch.Generator().manual_seed(seed)
     model.train()
-    losses = []
-    start = time.perf_counter()
+    losses, seconds = [], []
     for _ in range(steps):
+        start = time.perf_counter()
         rows = torch.randperm(len(examples), generator=generator)[:batch_size].to(device)
         loss = model(input_ids=input_ids[rows], labels=labels[rows]).loss
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
-    return TrainResult(losses, optimizer, (time.perf_counter() - start) / steps)
+        seconds.append(time.perf_counter() - start)
+    return TrainResult(losses, optimizer, statistics.median(seconds))

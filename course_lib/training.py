@@ -7,6 +7,8 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import nn
 
+from course_lib.params import check_int
+
 
 def train_one_epoch(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
                     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
@@ -35,6 +37,7 @@ def evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor,
              loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
              batch_size: int = 1024) -> tuple[float, float]:
     """Return ``(mean loss, accuracy)`` of a classifier on ``X, y`` (loss is NaN without ``loss_fn``)."""
+    check_int("batch_size", batch_size, min_value=1)
     if len(X) != len(y) or len(X) == 0:
         raise ValueError(f"X and y must be non-empty and of equal length, got {len(X)} and {len(y)}")
     model.eval()

@@ -14,11 +14,11 @@ import argparse
 import sys
 from pathlib import Path
 
-import torch
-
 from course_lib import check_float, check_int, output_dir, setup
+from course_lib.benchmark import limit_cpu_threads
 from course_lib.data import digits_split
 from course_lib.digits_cnn import fit_torch, save_and_reload
+from course_lib.memory import count_parameters
 from course_lib.models import SimpleCNN
 from course_lib.paths import display_path
 from course_lib.training import evaluate
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         check_int("--batch-size", args.batch_size, min_value=1)
         check_float("--lr", args.lr, min_value=0.0, min_inclusive=False)
         if args.threads is not None:
-            torch.set_num_threads(check_int("--threads", args.threads, min_value=1))
+            limit_cpu_threads(check_int("--threads", args.threads, min_value=1))
         device = setup(args.seed, args.device)
     except ValueError as exc:
         parser.error(str(exc))
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
 
     split = digits_split(seed=args.seed)
     model = SimpleCNN().to(device)
-    print(f"training SimpleCNN ({sum(p.numel() for p in model.parameters()):,} parameters) on "
+    print(f"training SimpleCNN ({count_parameters(model):,} parameters) on "
           f"{len(split.X_train)} digits, testing on {len(split.X_test)}")
     fit_torch(model, split, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
     X_test, y_test = split.tensors(device)[2:]

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch.distributed as dist
 from torch.distributed.elastic.multiprocessing.errors import record
 
+from course_lib import output_dir
 from course_lib.data import digits_split
 from course_lib.distributed import RunSpec, exit_process, free_port, init_process_group, train_run
 
@@ -30,7 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--global-batch-size", type=int, default=96, help="summed over all ranks (default 96)")
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--seed", type=int, default=0, help="model initialisation and data order")
-    parser.add_argument("--out", default="outputs/simple_cnn_fsdp.pt", help="where rank 0 saves the full state dict")
+    parser.add_argument("--out", default=str(output_dir("checkpoints") / "simple_cnn_fsdp.pt"),
+                        help="where rank 0 saves the full state dict (default: outputs/checkpoints/)")
     parser.add_argument("--metrics-json", default=None, help="also write world size, final loss, test accuracy here")
     return parser
 

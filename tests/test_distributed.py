@@ -23,6 +23,7 @@ import pytest
 import torch
 
 from course_lib.distributed import RunSpec, WorkerFailed, global_batches, launch, rank_slice
+from course_lib.memory import count_parameters
 from course_lib.models import SimpleCNN
 from course_lib.sharding import padding_elements, shard_rows, zero_bytes_per_rank
 
@@ -64,7 +65,7 @@ def test_two_rank_fsdp_equals_single_process(tmp_path: Path) -> None:
             assert 2 * fsdp["memory"][part] == single["memory"][part] == 2 * fsdp["memory"][f"{part}_allocated"]
         fc1 = next(f for f in fsdp["shards"] if f["name"] == "fc1.weight")
         assert (fc1["global_shape"], fc1["local_shape"], fc1["placements"]) == ([320, 256], [160, 256], ["S(0)"])
-    n_params = sum(p.numel() for p in SimpleCNN(channels=(32, 64), hidden=320).parameters())
+    n_params = count_parameters(SimpleCNN(channels=(32, 64), hidden=320))
     assert results["fsdp64"][0]["gathered_after_forward"] == 0
     assert results["fsdp64"][0]["gathered_during_forward"]["fc1"] == 8 * (320 * 256 + 320)
     assert results["single64"][0]["memory"]["params"] == 8 * n_params

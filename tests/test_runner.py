@@ -51,6 +51,7 @@ def test_run_to_output_dir_keeps_source_and_applies_parameters(workdir: Path, ca
     streams = [o for c in out.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "stream"]
     assert [s.text for s in streams] == ["0\n1\ndone\n"]  # one merged stream, n overridden to 2
     assert "papermill" not in out.metadata
+    assert (workdir / "out" / "tiny.ipynb").stat().st_mode & 0o777 == 0o644  # not mkstemp's 0600
     assert all("papermill" not in c.metadata and "execution" not in c.metadata for c in out.cells)
     summary = capsys.readouterr().out
     assert "tiny.ipynb" in summary and " ok " in summary and "1 ok, 0 failed" in summary
@@ -102,8 +103,3 @@ def test_normalize_merges_adjacent_streams_only() -> None:
     assert [(o.name, o.text) for o in nb.cells[0].outputs] == [("stdout", "ab"), ("stderr", "c"), ("stdout", "d")]
     assert "execution" not in nb.cells[0].metadata and "papermill" not in nb.metadata
 
-
-def test_written_notebooks_are_world_readable(workdir: Path) -> None:
-    src = tiny_notebook(workdir / "perm.ipynb")
-    assert main(["run", str(src), "--output-dir", str(workdir / "perm")]) == 0
-    assert (workdir / "perm" / "perm.ipynb").stat().st_mode & 0o777 == 0o644
