@@ -14,6 +14,7 @@ from torch import nn
 from course_lib import numpy_nn as npnn
 from course_lib.benchmark import synchronize
 from course_lib.data import Split
+from course_lib.gd_numpy import batch_indices
 from course_lib.params import check_float, check_int
 from course_lib.training import evaluate, train_one_epoch
 
@@ -25,10 +26,7 @@ def minibatches(X: Array, y: Array, batch_size: int, rng: np.random.Generator) -
 
     Giving the NumPy and the PyTorch model generators with the same seed gives them the same batches.
     """
-    check_int("batch_size", batch_size, min_value=1)
-    order = rng.permutation(len(X))
-    for start in range(0, len(X), batch_size):
-        idx = order[start:start + batch_size]
+    for idx in batch_indices(rng.permutation(len(X)), batch_size):
         if isinstance(X, torch.Tensor):
             idx = torch.from_numpy(idx).to(X.device)
         yield X[idx], y[idx]

@@ -15,7 +15,8 @@ from collections.abc import Iterable
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from course_lib.params import check_int
+from course_lib import gd_numpy
+from course_lib.params import check_float, check_int
 
 
 def _fail_shape(layer: Layer, what: str, expected: tuple, got: tuple) -> ValueError:
@@ -366,27 +367,24 @@ _TORCH_NAME = {"weights": "weight", "bias": "bias"}
 
 
 class SGD:
-    """Stochastic gradient descent with optional momentum, the update rule of ``torch.optim.SGD``.
+    """Stochastic gradient descent with optional momentum for every parameter of a NumPy model.
 
-    ``step(model)`` applies ``velocity = momentum * velocity + grad; param -= lr * velocity`` to
-    every parameter of every layer of the model, in place.
+    The update rule is notebook 02's :class:`course_lib.gd_numpy.SGD` (that of ``torch.optim.SGD``),
+    one instance per parameter so that each keeps its own momentum buffer.
     """
 
     def __init__(self, lr: float = 0.01, momentum: float = 0.0) -> None:
-        if not lr > 0 or not 0 <= momentum < 1:
-            raise ValueError(f"SGD needs lr > 0 and 0 <= momentum < 1, got lr={lr}, momentum={momentum}")
-        self.lr, self.momentum = lr, momentum
-        self._velocity: dict[tuple[int, str], np.ndarray] = {}
+        self.lr = check_float("lr", lr, min_value=0.0, min_inclusive=False)
+        self.momentum = check_float("momentum", momentum, min_value=0.0, max_value=1.0)
+        self._rules: dict[tuple[int, str], gd_numpy.SGD] = {}
 
     def step(self, model: SimpleCNN) -> None:
+        """Update every parameter of every layer in place from its ``grad_<name>``."""
         for i, layer in enumerate(model.layers):
             for name in layer.param_names:
-                param, grad = getattr(layer, name), getattr(layer, f"grad_{name}")
-                if self.momentum:
-                    velocity = self._velocity.get((i, name))
-                    grad = grad if velocity is None else self.momentum * velocity + grad
-                    self._velocity[(i, name)] = grad
-                param -= self.lr * grad
+                rule = self._rules.setdefault((i, name), gd_numpy.SGD(self.lr, self.momentum))
+                param = getattr(layer, name)
+                param[...] = rule.step(param, getattr(layer, f"grad_{name}"))
 
 
 def train_one_epoch(model: SimpleCNN, batches: Iterable[tuple[np.ndarray, np.ndarray]], optimizer: SGD) -> float:
