@@ -1,19 +1,85 @@
-"""pytest configuration shared by unit tests and nbval: the same kernel environment as the runner."""
+"""pytest configuration: unit tests, and every notebook under strict nbval on several CPU kernel tiers.
+
+Stored outputs must hold on any CPU, so each notebook is checked once per tier in ``--cpu-tiers``
+(default ``native,sse``). A tier is a set of environment variables that makes torch, MKL, oneDNN
+and OpenBLAS pick the kernels of an older CPU, as PyTorch's own CI does; the notebook's kernel
+starts with them. Items are named ``notebooks/NN_name.ipynb::TIER::Cell K``.
+"""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
+from _pytest.nodeid import NodeId
+from nbval.plugin import IPyNbFile
 
 from course_lib.runner import KERNEL_ENV
 
 os.environ.update(KERNEL_ENV)  # nbval's kernels inherit this: no tqdm bars, fixed hash seed
 collect_ignore_glob = ["notebooks/.*.ipynb"]  # a runner's temporary file while it executes a notebook
 
+CPU_TIERS: dict[str, dict[str, str]] = {
+    "native": {},
+    "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2",
+             "OPENBLAS_CORETYPE": "Haswell"},
+    "sse": {"ATEN_CPU_CAPABILITY": "default", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2", "ONEDNN_MAX_CPU_ISA": "SSE41",
+            "OPENBLAS_CORETYPE": "Prescott"},
+}
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--run-slow", action="store_true", help="also run tests marked slow (stress tests)")
+    parser.addoption("--cpu-tiers", default="native,sse", metavar="TIER,...",
+                     help=f"check the notebooks under these CPU kernel tiers (of {', '.join(CPU_TIERS)}); "
+                          "default: native,sse")
+
+
+def selected_tiers(config: pytest.Config) -> list[str]:
+    """The tiers named by ``--cpu-tiers``, validated."""
+    tiers = [t.strip() for t in config.getoption("--cpu-tiers").split(",") if t.strip()]
+    unknown = [t for t in tiers if t not in CPU_TIERS]
+    if unknown or not tiers:
+        raise pytest.UsageError(f"--cpu-tiers takes a comma-separated list of {', '.join(CPU_TIERS)}, "
+                                f"got {config.getoption('--cpu-tiers')!r}")
+    return tiers
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    selected_tiers(config)  # a wrong --cpu-tiers is a usage error before anything runs
+
+
+class TierNotebook(IPyNbFile):
+    """nbval's strict notebook collector, with its kernel started under one CPU tier's environment."""
+
+    tier = "native"
+
+    def setup(self) -> None:
+        saved = dict(os.environ)
+        os.environ.update(CPU_TIERS[self.tier])
+        try:
+            super().setup()  # starts the kernel, which inherits os.environ
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+
+
+class TieredNotebook(pytest.File):
+    """One notebook file: a strict nbval collector per selected CPU tier."""
+
+    def collect(self):
+        for tier in selected_tiers(self.config):
+            node = TierNotebook.from_parent(self, path=self.path, name=tier,
+                                            nodeid=NodeId(path=self.nodeid, names=(tier,)))
+            node.tier = tier
+            yield node
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> TieredNotebook | None:
+    if file_path.suffix != ".ipynb" or parent.config.option.nbval or parent.config.option.nbval_lax:
+        return None  # with an explicit --nbval, nbval collects the notebooks itself (native tier only)
+    return TieredNotebook.from_parent(parent, path=file_path)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
