@@ -5,7 +5,7 @@ and the BLAS library, so a notebook never prints its digits: it asserts the valu
 and prints the bound. ``bound`` does both in one call::
 
     print(bound(np.abs(a - b).max(), 1e-12, reason="float64 round-off"))
-    # max |difference| < 1e-12 (float64 round-off)
+    # max |difference| below 1e-12 (float64 round-off)
 
 ``roundoff`` derives such a bound from a dtype, so the tolerance follows from the arithmetic and is
 not a number typed in by hand.
@@ -32,7 +32,7 @@ def roundoff(dtype: torch.dtype | np.dtype | type, scale: float = 1.0, ulps: flo
 
 
 def bound(value: float, limit: float, label: str = "max |difference|", reason: str = "") -> str:
-    """Assert ``0 <= value < limit`` and return the line to print, e.g. ``max |difference| < 1e-12 (...)``.
+    """Assert ``0 <= value < limit`` and return the line to print, e.g. ``max |difference| below 1e-12 (...)``.
 
     The exact value is checked, not printed: its digits depend on the CPU, the bound does not.
     """
@@ -41,4 +41,4 @@ def bound(value: float, limit: float, label: str = "max |difference|", reason: s
         raise ValueError(f"limit must be > 0, got {limit}")
     if not (math.isfinite(value) and 0 <= value < limit):
         raise AssertionError(f"{label} = {value:.3e}, expected a value in [0, {limit:.0e})")
-    return f"{label} < {limit:.0e}" + (f" ({reason})" if reason else "")
+    return f"{label} below {limit:.0e}" + (f" ({reason})" if reason else "")

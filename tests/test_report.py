@@ -20,8 +20,8 @@ def test_roundoff_follows_the_dtype() -> None:
 
 
 def test_bound_prints_the_bound_not_the_digits() -> None:
-    assert bound(3.3e-16, 1e-12, reason="float64 round-off") == "max |difference| < 1e-12 (float64 round-off)"
-    assert bound(0.0, 1e-5, label="max |grad difference|") == "max |grad difference| < 1e-05"
+    assert bound(3.3e-16, 1e-12, reason="float64 round-off") == "max |difference| below 1e-12 (float64 round-off)"
+    assert bound(0.0, 1e-5, label="max |grad difference|") == "max |grad difference| below 1e-05"
 
 
 @pytest.mark.parametrize("value", [2e-12, float("nan"), float("inf"), -1e-20])
