@@ -15,7 +15,7 @@ import pytest
 from _pytest.nodeid import NodeId
 from nbval.plugin import IPyNbFile
 
-from course_lib.runner import KERNEL_ENV
+from course_lib.tools.runner import KERNEL_ENV
 
 os.environ.update(KERNEL_ENV)  # nbval's kernels inherit this: no tqdm bars, fixed hash seed
 collect_ignore_glob = ["notebooks/.*.ipynb"]  # a runner's temporary file while it executes a notebook

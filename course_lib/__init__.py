@@ -7,9 +7,17 @@ The public surface is small on purpose: a notebook starts with
 and imports topic helpers from their modules (``course_lib.autograd``, ``course_lib.data``, ...).
 """
 
-from course_lib.env import get_device, seed_everything, setup
-from course_lib.params import check_bool, check_choice, check_float, check_int
-from course_lib.paths import output_dir, repo_root
+from course_lib.env import (
+    check_bool,
+    check_choice,
+    check_float,
+    check_int,
+    get_device,
+    output_dir,
+    repo_root,
+    seed_everything,
+    setup,
+)
 
 __all__ = [
     "check_bool",

@@ -32,15 +32,15 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit status."""
     args = build_parser().parse_args(argv)
     if args.command == "check-env":
-        from course_lib.checkenv import main as check_env
+        from course_lib.tools.checkenv import main as check_env
 
         return check_env()
-    from course_lib.runner import find_notebooks, parse_value, run
+    from course_lib.tools.runner import find_notebooks, parse_value, run
 
     try:
         notebooks = [str(p) for p in find_notebooks(args.paths)]
         if args.command == "learner-copy":
-            from course_lib.learner import write_learner_copies
+            from course_lib.tools.learner import write_learner_copies
 
             write_learner_copies([Path(p) for p in notebooks], Path(args.output_dir))
             return 0

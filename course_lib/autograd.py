@@ -14,6 +14,8 @@ import random
 from collections.abc import Callable
 from typing import Any
 
+import torch
+
 
 class Value:
     """A scalar that remembers how it was computed, so it can compute gradients."""
@@ -187,3 +189,23 @@ def random_expression(n_inputs: int, n_ops: int, seed: int) -> tuple[Callable[[l
         return total
 
     return expression, " + ".join(names)
+
+
+def grad_fn_chain(tensor: torch.Tensor) -> list[tuple[int, str]]:
+    """Return ``(depth, node name)`` for every node reachable from ``tensor.grad_fn``, depth first."""
+    if tensor.grad_fn is None:
+        raise ValueError("tensor has no grad_fn: it is a leaf or was computed without gradient tracking")
+    rows: list[tuple[int, str]] = []
+
+    def visit(fn, depth: int) -> None:
+        name = type(fn).__name__
+        if name == "AccumulateGrad":
+            leaf = fn.variable
+            name += f" (leaf, shape {tuple(leaf.shape)})"
+        rows.append((depth, name))
+        for child, _ in fn.next_functions:
+            if child is not None:
+                visit(child, depth + 1)
+
+    visit(tensor.grad_fn, 0)
+    return rows

@@ -11,7 +11,7 @@ from sklearn.datasets import load_breast_cancer, load_diabetes, load_digits
 from sklearn.model_selection import train_test_split
 from torch.utils.data import Sampler
 
-from course_lib.params import check_float, check_int
+from course_lib.env import check_float, check_int
 
 
 @dataclass
@@ -151,3 +151,34 @@ class ReplaySampler(Sampler[int]):
 
     def __len__(self) -> int:
         return self.orders.shape[1]
+
+
+Array = np.ndarray | torch.Tensor
+
+
+def minibatches(X: Array, y: Array, batch_size: int, rng: np.random.Generator) -> Iterator[tuple[Array, Array]]:
+    """Yield shuffled ``(X, y)`` batches of NumPy arrays or tensors; the order depends only on ``rng``.
+
+    Giving the NumPy and the PyTorch model generators with the same seed gives them the same batches.
+    """
+    for idx in batch_indices(rng.permutation(len(X)), batch_size):
+        if isinstance(X, torch.Tensor):
+            idx = torch.from_numpy(idx).to(X.device)
+        yield X[idx], y[idx]
+
+
+def epoch_orders(n_samples: int, epochs: int, seed: int) -> np.ndarray:
+    """One random permutation of ``range(n_samples)`` per epoch, shape ``(epochs, n_samples)``.
+
+    Drawn once and shared, so NumPy and PyTorch runs visit the samples in the same order.
+    """
+    check_int("n_samples", n_samples, min_value=1)
+    check_int("epochs", epochs, min_value=1)
+    rng = np.random.default_rng(seed)
+    return np.stack([rng.permutation(n_samples) for _ in range(epochs)])
+
+
+def batch_indices(order: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """Split one epoch's order into consecutive batches; the last one may be smaller."""
+    check_int("batch_size", batch_size, min_value=1)
+    return [order[start:start + batch_size] for start in range(0, len(order), batch_size)]

@@ -35,10 +35,9 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from course_lib.env import check_bool, check_choice, check_float, check_int, display_path, output_dir
 from course_lib.memory import count_parameters, storage_bytes, tensor_bytes
 from course_lib.models import SimpleCNN
-from course_lib.params import check_bool, check_choice, check_float, check_int
-from course_lib.paths import display_path, output_dir
 from course_lib.training import evaluate
 
 STRATEGIES = ("single", "ddp", "fsdp")

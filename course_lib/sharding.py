@@ -14,7 +14,7 @@ import math
 
 import matplotlib.pyplot as plt
 
-from course_lib.params import check_choice, check_int
+from course_lib.env import check_choice, check_int
 
 PARTS = ("params", "grads", "optimizer")
 ZERO_STAGES = (0, 1, 2, 3)

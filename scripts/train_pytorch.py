@@ -5,7 +5,7 @@
 
 Prints the device, one line per epoch and the test accuracy, saves the weights (default under
 outputs/checkpoints/) and checks that they reload with torch.load(..., weights_only=True).
-The model, data and training loop live in course_lib (models, data, digits_cnn, training).
+The model, data and training loop live in course_lib (models, data, training).
 """
 
 from __future__ import annotations
@@ -15,13 +15,12 @@ import sys
 from pathlib import Path
 
 from course_lib import check_float, check_int, output_dir, setup
-from course_lib.benchmark import limit_cpu_threads
 from course_lib.data import digits_split
-from course_lib.digits_cnn import fit_torch, save_and_reload
+from course_lib.env import display_path
 from course_lib.memory import count_parameters
 from course_lib.models import SimpleCNN
-from course_lib.paths import display_path
-from course_lib.training import evaluate
+from course_lib.timing import limit_cpu_threads
+from course_lib.training import evaluate, fit_torch, save_and_reload
 
 
 def build_parser() -> argparse.ArgumentParser:

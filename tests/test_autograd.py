@@ -47,7 +47,7 @@ def test_bad_inputs_raise_clear_errors() -> None:
 
 
 def test_grad_fn_chain_walks_the_seed_graph() -> None:
-    from course_lib.graphs import grad_fn_chain
+    from course_lib.autograd import grad_fn_chain
 
     x = torch.tensor(2.0, requires_grad=True)
     w = (x**2 + 3) * 4

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from course_lib.benchmark import limit_cpu_threads, median_seconds
+from course_lib.timing import limit_cpu_threads, median_seconds
 
 
 def test_median_seconds_calls_warmup_then_repeats() -> None:

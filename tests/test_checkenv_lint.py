@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from course_lib.checkenv import check_packages, main, read_pins
+from course_lib.tools.checkenv import check_packages, main, read_pins
 
 ROOT = Path(__file__).resolve().parents[1]
 

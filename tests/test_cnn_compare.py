@@ -6,13 +6,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from course_lib import numpy_nn as npnn
-from course_lib.cnn_compare import SweepRow, code_lines, crossover, speed_sweep, train_step_seconds
-from course_lib.data import digits_split
-from course_lib.digits_cnn import fit_numpy, fit_torch, minibatches
+from course_lib import cnn
+from course_lib.cnn import SweepRow, code_lines, crossover, fit_numpy, speed_sweep, train_step_seconds
+from course_lib.data import digits_split, minibatches
 from course_lib.exercises import ExerciseFailed
 from course_lib.exercises.ch03 import check_conv_output_size, check_dense_module, check_maxpool_backward
 from course_lib.models import SimpleCNN
+from course_lib.training import fit_torch
 
 
 def test_minibatches_cover_everything_once_in_the_same_order_for_numpy_and_torch() -> None:
@@ -50,14 +50,14 @@ def test_speed_sweep_and_step_timing_run_on_cpu() -> None:
     assert [(r.batch_size, r.image_size) for r in rows] == [(2, 8), (2, 16)]
     assert all(r.numpy_ms > 0 and r.torch_ms > 0 for r in rows)
     X, y = np.zeros((2, 1, 8, 8), np.float32), np.array([0, 1])
-    assert train_step_seconds(npnn.SimpleCNN(conv_layer=npnn.Conv2DLoops), X, y, repeats=1) > 0
+    assert train_step_seconds(cnn.SimpleCNN(conv_layer=cnn.Conv2DLoops), X, y, repeats=1) > 0
 
 
 def test_both_models_learn_the_digits_from_the_same_weights() -> None:
     split = digits_split()
     torch.manual_seed(0)
     torch_model = SimpleCNN()
-    numpy_model = npnn.SimpleCNN()
+    numpy_model = cnn.SimpleCNN()
     numpy_model.load_state_dict({k: v.detach().numpy() for k, v in torch_model.state_dict().items()})
     numpy_history = fit_numpy(numpy_model, split, epochs=3, log=None)
     torch_history = fit_torch(torch_model, split, epochs=3, log=None)
@@ -68,7 +68,7 @@ def test_both_models_learn_the_digits_from_the_same_weights() -> None:
 
 def test_fit_rejects_zero_epochs() -> None:
     with pytest.raises(ValueError, match="epochs must be an int >= 1, got 0"):
-        fit_numpy(npnn.SimpleCNN(), digits_split(), epochs=0)
+        fit_numpy(cnn.SimpleCNN(), digits_split(), epochs=0)
 
 
 # Exercise checkers: reference solutions pass, typical mistakes get a message that says what is wrong.

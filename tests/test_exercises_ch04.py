@@ -3,9 +3,9 @@
 import pytest
 import torch
 
+from course_lib.bce import stable_bce_with_logits
 from course_lib.exercises import ExerciseFailed
 from course_lib.exercises.ch04 import check_accuracy, check_bce_with_logits, check_train_step
-from course_lib.losses import stable_bce_with_logits
 
 
 def test_bce_checker() -> None:

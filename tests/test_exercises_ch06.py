@@ -7,7 +7,7 @@ import torch
 
 from course_lib.exercises import ExerciseFailed
 from course_lib.exercises.ch06 import check_absmax_int8, check_lora_count, check_lora_forward
-from course_lib.tiny_lm import make_tokenizer, tiny_qwen2
+from course_lib.finetuning import make_tokenizer, tiny_qwen2
 
 
 def test_lora_forward_checker() -> None:

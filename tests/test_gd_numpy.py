@@ -6,17 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from course_lib.gd_numpy import (
-    SGD,
-    Adam,
-    batch_indices,
-    epoch_orders,
-    fit,
-    max_stable_lr,
-    mse,
-    mse_grad,
-    mse_many,
-)
+from course_lib.data import batch_indices, epoch_orders
+from course_lib.gradient_descent import SGD, Adam, descend, max_stable_lr, mse, mse_grad, mse_many
 
 
 def regression(seed: int = 0, m: int = 40, d: int = 3) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -87,7 +78,7 @@ def test_batch_size_decides_the_number_of_steps() -> None:
     X, y, w0 = regression(m=10)
     orders = epoch_orders(10, 2, seed=0)
     for batch_size, steps in [(10, 2), (1, 20), (4, 6)]:
-        run = fit(X, y, w0, SGD(0.01), orders, batch_size)
+        run = descend(X, y, w0, SGD(0.01), orders, batch_size)
         assert len(run.batch_losses) == steps and run.weights.shape == (steps + 1, 3)
         assert run.steps_per_epoch == steps // 2 and run.epochs[-1] == 2.0
         assert run.losses[0] == pytest.approx(mse(X, y, w0)) and not run.diverged
@@ -96,7 +87,7 @@ def test_batch_size_decides_the_number_of_steps() -> None:
 def test_fit_matches_a_torch_training_loop_in_float64() -> None:
     X, y, w0 = regression(m=20)
     orders = epoch_orders(20, 3, seed=1)
-    run = fit(X, y, w0, Adam(0.05), orders, batch_size=6)
+    run = descend(X, y, w0, Adam(0.05), orders, batch_size=6)
     w = torch.nn.Parameter(torch.tensor(w0))
     optimizer = torch.optim.Adam([w], lr=0.05)
     X_t, y_t = torch.from_numpy(X), torch.from_numpy(y)
@@ -112,7 +103,7 @@ def test_fit_matches_a_torch_training_loop_in_float64() -> None:
 
 def test_gradient_descent_converges_to_least_squares() -> None:
     X, y, w0 = regression()
-    run = fit(X, y, w0, SGD(0.5 * max_stable_lr(X)), epoch_orders(len(y), 200, seed=0), batch_size=len(y))
+    run = descend(X, y, w0, SGD(0.5 * max_stable_lr(X)), epoch_orders(len(y), 200, seed=0), batch_size=len(y))
     np.testing.assert_allclose(run.weights[-1], np.linalg.lstsq(X, y, rcond=None)[0], atol=1e-8)
 
 
@@ -121,9 +112,9 @@ def test_divergence_is_detected_without_warnings_or_nan() -> None:
     orders = epoch_orders(len(y), 2_000, seed=0)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # an overflow RuntimeWarning would fail the test
-        stable = fit(X, y, w0, SGD(0.99 * max_stable_lr(X)), orders[:50], batch_size=len(y))
-        unstable = fit(X, y, w0, SGD(1.01 * max_stable_lr(X)), orders, batch_size=len(y))
-        absurd = fit(X, y, w0, SGD(1e200), orders, batch_size=len(y))
+        stable = descend(X, y, w0, SGD(0.99 * max_stable_lr(X)), orders[:50], batch_size=len(y))
+        unstable = descend(X, y, w0, SGD(1.01 * max_stable_lr(X)), orders, batch_size=len(y))
+        absurd = descend(X, y, w0, SGD(1e200), orders, batch_size=len(y))
     assert not stable.diverged
     assert unstable.diverged and len(unstable.batch_losses) < 2_000
     assert unstable.losses[-1] > 1e6 * unstable.losses[0] and np.isfinite(unstable.losses[-1])
@@ -133,8 +124,8 @@ def test_divergence_is_detected_without_warnings_or_nan() -> None:
 def test_fit_rejects_mismatched_shapes() -> None:
     X, y, w0 = regression()
     with pytest.raises(ValueError, match="expected X"):
-        fit(X, y[:-1], w0, SGD(0.1), epoch_orders(len(y), 1, 0), 4)
+        descend(X, y[:-1], w0, SGD(0.1), epoch_orders(len(y), 1, 0), 4)
     with pytest.raises(ValueError, match="orders must have shape"):
-        fit(X, y, w0, SGD(0.1), epoch_orders(len(y) - 1, 1, 0), 4)
+        descend(X, y, w0, SGD(0.1), epoch_orders(len(y) - 1, 1, 0), 4)
     with pytest.raises(ValueError, match="batch_size"):
         batch_indices(np.arange(4), 0)

@@ -8,9 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from course_lib.lora import LoRALinear, add_lora, lora_parameter_count
+from course_lib.finetuning import LoRALinear, add_lora, lora_parameter_count, make_tokenizer, tiny_qwen2
 from course_lib.memory import count_parameters
-from course_lib.tiny_lm import make_tokenizer, tiny_qwen2
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
 

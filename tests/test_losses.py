@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from course_lib.losses import bce_reference, close_to_reference, loss_and_grad, relative_error, stable_bce_with_logits
+from course_lib.bce import bce_reference, close_to_reference, loss_and_grad, relative_error, stable_bce_with_logits
 
 LOGITS = torch.linspace(-150, 150, 601)
 

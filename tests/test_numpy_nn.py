@@ -4,10 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from course_lib import numpy_nn as npnn
-from course_lib.data import digits_split
-from course_lib.digits_cnn import minibatches
-from course_lib.gradcheck import compare_layer, compare_loss, compare_models, standard_cases
+from course_lib import cnn
+from course_lib.cnn import compare_layer, compare_loss, compare_models, standard_cases
+from course_lib.data import digits_split, minibatches
 from course_lib.models import SimpleCNN
 
 CASES = standard_cases(np.float64)
@@ -29,10 +28,10 @@ def test_layer_works_in_float32(case) -> None:
     assert max(compare_layer(layer, x).values()) <= 1e-4
 
 
-@pytest.mark.parametrize("case", [c for c in CASES if isinstance(c[1], npnn.Conv2D)], ids=lambda c: c[0])
+@pytest.mark.parametrize("case", [c for c in CASES if isinstance(c[1], cnn.Conv2D)], ids=lambda c: c[0])
 def test_loop_convolution_equals_im2col(case) -> None:
     _, conv, x = case
-    loops = npnn.Conv2DLoops(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+    loops = cnn.Conv2DLoops(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
                              dtype=np.float64)
     loops.weights, loops.bias = conv.weights.copy(), conv.bias.copy()
     grad_output = np.random.default_rng(1).standard_normal(conv.forward(x).shape)
@@ -48,14 +47,14 @@ def test_cross_entropy_matches_torch_and_is_stable(scale: float) -> None:
     logits = rng.standard_normal((6, 10)) * scale  # exp(1000) overflows without the max shift
     targets = rng.integers(0, 10, 6)
     diffs = compare_loss(logits, targets)
-    assert np.isfinite(npnn.cross_entropy_loss(logits, targets)[0])
+    assert np.isfinite(cnn.cross_entropy_loss(logits, targets)[0])
     assert max(diffs.values()) <= 1e-8 * scale
 
 
-def _twin_models(dtype=np.float64) -> tuple[npnn.SimpleCNN, SimpleCNN]:
+def _twin_models(dtype=np.float64) -> tuple[cnn.SimpleCNN, SimpleCNN]:
     torch.manual_seed(0)
     torch_model = SimpleCNN().to(torch.float64 if dtype == np.float64 else torch.float32)
-    numpy_model = npnn.SimpleCNN(dtype=dtype, seed=1)
+    numpy_model = cnn.SimpleCNN(dtype=dtype, seed=1)
     numpy_model.load_state_dict({k: v.detach().numpy() for k, v in torch_model.state_dict().items()})
     return numpy_model, torch_model
 
@@ -83,11 +82,11 @@ def test_sgd_with_momentum_follows_torch_step_for_step() -> None:
     """Same weights, same batches, float64: the NumPy and PyTorch training trajectories coincide."""
     numpy_model, torch_model = _twin_models()
     split = digits_split(dtype=np.float64)
-    optimizer = npnn.SGD(lr=0.05, momentum=0.9)
+    optimizer = cnn.ModelSGD(lr=0.05, momentum=0.9)
     torch_optimizer = torch.optim.SGD(torch_model.parameters(), lr=0.05, momentum=0.9)
     X, y = split.X_train[:160], split.y_train[:160]
     Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
-    numpy_losses = [npnn.train_one_epoch(numpy_model, [b], optimizer)
+    numpy_losses = [cnn.train_one_epoch_numpy(numpy_model, [b], optimizer)
                     for b in minibatches(X, y, 32, np.random.default_rng(0))]
     torch_losses = []
     for xb, yb in minibatches(Xt, yt, 32, np.random.default_rng(0)):
@@ -103,14 +102,14 @@ def test_sgd_with_momentum_follows_torch_step_for_step() -> None:
 
 def test_model_dtype_follows_weights() -> None:
     x = np.zeros((2, 1, 8, 8))
-    assert npnn.SimpleCNN().forward(x).dtype == np.float32
-    assert npnn.SimpleCNN(dtype=np.float64).forward(x).dtype == np.float64
+    assert cnn.SimpleCNN().forward(x).dtype == np.float32
+    assert cnn.SimpleCNN(dtype=np.float64).forward(x).dtype == np.float64
 
 
 def test_im2col_shape_and_output_size() -> None:
     x = np.arange(2 * 3 * 7 * 9, dtype=np.float64).reshape(2, 3, 7, 9)
-    assert npnn.output_size(7, 3, 2, 1) == 4 and npnn.output_size(9, 3, 2, 1) == 5
-    cols = npnn.im2col(x, 3, stride=2, padding=1)
+    assert cnn.output_size(7, 3, 2, 1) == 4 and cnn.output_size(9, 3, 2, 1) == 5
+    cols = cnn.im2col(x, 3, stride=2, padding=1)
     assert cols.shape == (2 * 4 * 5, 3 * 9)
     assert np.array_equal(cols[0].reshape(3, 3, 3)[:, 1:, 1:], x[0, :, :2, :2])  # top-left window, padded
 
@@ -118,22 +117,22 @@ def test_im2col_shape_and_output_size() -> None:
 def test_bad_shapes_raise_clear_errors() -> None:
     with pytest.raises(ValueError, match=r"Conv2D\(1, 8, kernel_size=3, stride=1, padding=1\): expected input of "
                                          r"shape \(N, 1, H, W\), got \(5, 3, 8, 8\)"):
-        npnn.Conv2D(1, 8, 3, padding=1).forward(np.zeros((5, 3, 8, 8)))
+        cnn.Conv2D(1, 8, 3, padding=1).forward(np.zeros((5, 3, 8, 8)))
     with pytest.raises(ValueError, match=r"Dense\(64, 10\): expected input of shape \(N, 64\), got \(2, 63\)"):
-        npnn.Dense(64, 10).forward(np.zeros((2, 63)))
+        cnn.Dense(64, 10).forward(np.zeros((2, 63)))
     with pytest.raises(ValueError, match=r"MaxPool2D\(kernel_size=2, stride=2\): expected input of shape"):
-        npnn.MaxPool2D(2).forward(np.zeros((2, 8, 8)))
+        cnn.MaxPool2D(2).forward(np.zeros((2, 8, 8)))
     with pytest.raises(ValueError, match="smaller than the kernel"):
-        npnn.Conv2D(1, 1, 5).forward(np.zeros((1, 1, 3, 3)))
+        cnn.Conv2D(1, 1, 5).forward(np.zeros((1, 1, 3, 3)))
     with pytest.raises(RuntimeError, match=r"ReLU\(\): call forward before backward"):
-        npnn.ReLU().backward(np.zeros(3))
-    dense = npnn.Dense(3, 2)
+        cnn.ReLU().backward(np.zeros(3))
+    dense = cnn.Dense(3, 2)
     dense.forward(np.zeros((4, 3)))
     with pytest.raises(ValueError, match=r"expected grad_output .* of shape \(4, 2\), got \(4, 3\)"):
         dense.backward(np.zeros((4, 3)))
     with pytest.raises(ValueError, match=r"targets must be integer class indices in \[0, 10\)"):
-        npnn.cross_entropy_loss(np.zeros((2, 10)), np.array([0, 10]))
+        cnn.cross_entropy_loss(np.zeros((2, 10)), np.array([0, 10]))
     with pytest.raises(ValueError, match="kernel_size must be an int >= 1, got 0"):
-        npnn.MaxPool2D(0)
+        cnn.MaxPool2D(0)
     with pytest.raises(ValueError, match="state dict keys must be"):
-        npnn.SimpleCNN().load_state_dict({"conv1.weight": np.zeros((8, 1, 3, 3))})
+        cnn.SimpleCNN().load_state_dict({"conv1.weight": np.zeros((8, 1, 3, 3))})

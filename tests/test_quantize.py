@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from course_lib.quantize import (
+from course_lib.finetuning import (
     Linear4bit,
     dequantize_4bit,
     dequantize_int8,

@@ -11,9 +11,8 @@ from torch.utils.tensorboard import SummaryWriter
 from course_lib.data import ReplaySampler, diabetes_split, make_linear_data
 from course_lib.exercises import ExerciseFailed
 from course_lib.exercises.ch02 import check_minibatch_epoch, check_mse_grad, check_zero_grad_loop
-from course_lib.gd_numpy import mse_grad, mse_many
+from course_lib.gradient_descent import fresh_log_dir, mse_grad, mse_many, read_scalars
 from course_lib.plotting import plot_loss_curves, plot_paths_on_contours
-from course_lib.tensorboard_logs import fresh_log_dir, read_scalars
 
 
 def test_linear_data_recovers_its_weights_and_is_seeded() -> None:
@@ -71,7 +70,7 @@ def test_plots_draw_every_curve_and_path() -> None:
 
 
 def test_tensorboard_scalars_round_trip(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
-    monkeypatch.setattr("course_lib.paths.repo_root", lambda: tmp_path)
+    monkeypatch.setattr("course_lib.env.repo_root", lambda: tmp_path)
     log_dir = fresh_log_dir("test_run")
     (log_dir / "stale.txt").write_text("from an earlier run")
     log_dir = fresh_log_dir("test_run")

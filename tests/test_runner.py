@@ -10,7 +10,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
 from course_lib.__main__ import main
-from course_lib.runner import normalize, parse_value
+from course_lib.tools.runner import normalize, parse_value
 
 
 def tiny_notebook(path: Path) -> Path:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from course_lib.memory import count_parameters, optimizer_state_bytes
-from course_lib.tiny_lm import (
+from course_lib.finetuning import (
     TASKS,
     encode_examples,
     greedy_accuracy,
@@ -15,6 +14,7 @@ from course_lib.tiny_lm import (
     tiny_qwen2,
     train_lm,
 )
+from course_lib.memory import count_parameters, optimizer_state_bytes
 
 
 def test_tokenizer_round_trip_and_unknown_characters() -> None:

@@ -8,8 +8,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from course_lib.data import batch_indices
 from course_lib.exercises import attempt, expect, expect_close, passed
-from course_lib.gd_numpy import SGD, batch_indices, fit, mse_grad
+from course_lib.gradient_descent import SGD, descend, mse_grad
 
 
 def _regression(seed: int, m: int = 9, d: int = 3) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -47,11 +48,11 @@ def check_minibatch_epoch(epoch_fn: Callable[..., np.ndarray]) -> None:
     lr, batch_size = 0.05, 4
     order = np.random.default_rng(22).permutation(len(y))
     got = attempt(title, epoch_fn, X, y, w0.copy(), lr, batch_size, order.copy())
-    expected = fit(X, y, w0, SGD(lr), order[None, :], batch_size).weights[-1]
+    expected = descend(X, y, w0, SGD(lr), order[None, :], batch_size).weights[-1]
     expect(title, isinstance(got, np.ndarray) and got.shape == w0.shape,
            f"return the weights after the epoch, an array of shape {w0.shape}, got {getattr(got, 'shape', got)!r}")
     one_batch_step = w0 - lr * mse_grad(X, y, w0)
-    in_index_order = fit(X, y, w0, SGD(lr), np.arange(len(y))[None, :], batch_size).weights[-1]
+    in_index_order = descend(X, y, w0, SGD(lr), np.arange(len(y))[None, :], batch_size).weights[-1]
     w = w0.copy()
     for idx in batch_indices(order, batch_size)[:-1]:
         w = w - lr * mse_grad(X[idx], y[idx], w)

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from course_lib import numpy_nn as npnn
+from course_lib import cnn
 from course_lib.exercises import ExerciseFailed, attempt, expect, expect_close, passed
 
 
@@ -60,7 +60,7 @@ def check_maxpool_backward(maxpool_backward: Callable[[np.ndarray, np.ndarray, i
 
 
 def check_dense_module(module_class: type[nn.Module]) -> None:
-    """Exercise 3.3: an ``nn.Module`` port of ``numpy_nn.Dense``; autograd must reproduce the hand-written backward."""
+    """Exercise 3.3: an ``nn.Module`` port of ``cnn.Dense``; autograd must reproduce the hand-written backward."""
     title = "Exercise 3.3 (Dense as an nn.Module)"
     module = attempt(title, module_class, 7, 5)
     params = dict(module.named_parameters())
@@ -73,7 +73,7 @@ def check_dense_module(module_class: type[nn.Module]) -> None:
     bias = next(p for p in params.values() if p.ndim == 1)
 
     rng = np.random.default_rng(0)
-    layer = npnn.Dense(7, 5, dtype=np.float64, rng=rng)
+    layer = cnn.Dense(7, 5, dtype=np.float64, rng=rng)
     module = module.double()
     with torch.no_grad():
         weight.copy_(torch.from_numpy(layer.weights))
@@ -90,4 +90,4 @@ def check_dense_module(module_class: type[nn.Module]) -> None:
                  torch.from_numpy(layer.grad_weights), atol=1e-10)
     expect_close(f"{title}, autograd's bias gradient vs Dense.backward", bias.grad,
                  torch.from_numpy(layer.grad_bias), atol=1e-10)
-    passed(title, "forward matches numpy_nn.Dense and autograd reproduces its hand-written backward")
+    passed(title, "forward matches cnn.Dense and autograd reproduces its hand-written backward")

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from course_lib.exercises import ExerciseFailed, attempt, expect, expect_close, passed
-from course_lib.lora import lora_parameter_count
+from course_lib.finetuning import lora_parameter_count
 
 
 def check_lora_forward(lora_forward: Callable[..., torch.Tensor]) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 
 import nbformat
 
-from course_lib.paths import display_path
+from course_lib.env import display_path
 
 KERNEL = "python3"
 # Applied to every kernel the course starts (runner and tests), so outputs do not depend on the caller.
@@ -112,7 +112,7 @@ def execute(src: Path, target: Path, parameters: dict[str, Any], timeout: int | 
     env = {**os.environ, **KERNEL_ENV}
     start = time.perf_counter()
     try:
-        proc = subprocess.run([sys.executable, "-m", "course_lib.runner", json.dumps(job)],
+        proc = subprocess.run([sys.executable, "-m", "course_lib.tools.runner", json.dumps(job)],
                               capture_output=True, text=True, env=env)
         seconds = time.perf_counter() - start
         report = _last_json_line(proc.stdout)

@@ -1,24 +1,20 @@
-"""Linear regression trained by hand in NumPy: the MSE, its gradient, and three optimizers.
+"""Lesson 02, gradient descent from NumPy to PyTorch: linear regression by hand, its optimizers and logs.
 
-The optimizers mirror ``torch.optim`` (same names, same hyper-parameters, same update order), so a
-run here and a run with ``torch.optim`` from the same start and the same batch order give the same
-weights step by step. The update rules, with ``g`` the gradient of the batch loss:
-
-* ``SGD``:               w <- w - lr * g
-* ``SGD(momentum=mu)``:  b <- mu * b + g  (b = g on the first step);  w <- w - lr * b
-* ``Adam``:              m <- beta1 m + (1 - beta1) g;  v <- beta2 v + (1 - beta2) g^2;
-                         w <- w - lr * (m / (1 - beta1^t)) / (sqrt(v / (1 - beta2^t)) + eps)
-
-Whether it is batch, stochastic or mini-batch gradient descent is only a matter of ``batch_size``.
+The mean squared error and its gradient, momentum SGD and Adam as update rules written out in
+NumPy (the same rules as ``torch.optim.SGD`` and ``torch.optim.Adam``), the descent loop that
+records a trajectory, and TensorBoard runs read back.
 """
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from course_lib.params import check_float, check_int
+from course_lib.data import batch_indices
+from course_lib.env import check_float, output_dir
 
 
 def mse(X: np.ndarray, y: np.ndarray, w: np.ndarray) -> float:
@@ -88,21 +84,8 @@ def max_stable_lr(X: np.ndarray) -> float:
     return float(2.0 / np.linalg.eigvalsh(hessian)[-1])
 
 
-def epoch_orders(n_samples: int, epochs: int, seed: int) -> np.ndarray:
-    """One random permutation of ``range(n_samples)`` per epoch, shape ``(epochs, n_samples)``.
-
-    Drawn once and shared, so NumPy and PyTorch runs visit the samples in the same order.
-    """
-    check_int("n_samples", n_samples, min_value=1)
-    check_int("epochs", epochs, min_value=1)
-    rng = np.random.default_rng(seed)
-    return np.stack([rng.permutation(n_samples) for _ in range(epochs)])
 
 
-def batch_indices(order: np.ndarray, batch_size: int) -> list[np.ndarray]:
-    """Split one epoch's order into consecutive batches; the last one may be smaller."""
-    check_int("batch_size", batch_size, min_value=1)
-    return [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
 
 
 @dataclass
@@ -122,7 +105,7 @@ class Trajectory:
         return np.arange(len(self.weights)) / self.steps_per_epoch
 
 
-def fit(X: np.ndarray, y: np.ndarray, w0: np.ndarray, optimizer: SGD | Adam, orders: np.ndarray,
+def descend(X: np.ndarray, y: np.ndarray, w0: np.ndarray, optimizer: SGD | Adam, orders: np.ndarray,
         batch_size: int, max_loss_ratio: float = 1e6) -> Trajectory:
     """Run gradient descent on the MSE over the epochs in ``orders`` and record every step.
 
@@ -150,3 +133,32 @@ def fit(X: np.ndarray, y: np.ndarray, w0: np.ndarray, optimizer: SGD | Adam, ord
             if diverged:
                 break
     return Trajectory(np.array(weights), np.array(batch_losses), np.array(losses), diverged, len(batches))
+
+
+def fresh_log_dir(*parts: str) -> Path:
+    """Return ``outputs/tensorboard/<parts...>`` emptied of earlier runs, so a re-run logs only itself."""
+    if not parts:
+        raise ValueError("fresh_log_dir needs a run name, e.g. fresh_log_dir('02_gradient_descent'), got none")
+    path = output_dir("tensorboard", *parts)
+    shutil.rmtree(path)
+    path.mkdir(parents=True)
+    return path
+
+
+def read_scalars(log_dir: Path | str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Read every scalar logged under ``log_dir`` (one run folder) as ``{tag: (steps, values)}``.
+
+    Uses TensorBoard's own event reader; values come back as stored in the event file (float32).
+    """
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    log_dir = Path(log_dir)
+    if not any(log_dir.glob("events.out.tfevents.*")):
+        raise FileNotFoundError(f"no TensorBoard event file in {log_dir.name!r}: was SummaryWriter closed?")
+    accumulator = EventAccumulator(str(log_dir), size_guidance={"scalars": 0})  # 0 = keep every point
+    accumulator.Reload()
+    scalars = {}
+    for tag in sorted(accumulator.Tags()["scalars"]):
+        events = accumulator.Scalars(tag)
+        scalars[tag] = (np.array([e.step for e in events]), np.array([e.value for e in events]))
+    return scalars

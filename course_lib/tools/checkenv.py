@@ -7,7 +7,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-from course_lib.paths import repo_root
+from course_lib.env import repo_root
 
 MIN_PYTHON = (3, 10)
 _PIN = re.compile(r"^\s*([A-Za-z0-9_.\-\[\]]+)\s*==\s*([^\s;#]+)")

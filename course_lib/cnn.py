@@ -1,22 +1,31 @@
-"""A CNN in NumPy with hand-written backward passes: the layers of notebook 03.
+"""Lesson 03, a CNN in NumPy vs PyTorch: NumPy layers with hand-written backward passes, and the comparisons.
 
-Each layer's ``forward(x)`` caches what its backward pass needs (``self._cols``, ``self._mask``, ...)
-and ``backward(grad_output)``, written right below it, returns the gradient with respect to the
-layer's input. Layers with parameters keep ``weights`` and ``bias`` and, after ``backward``,
-``grad_weights`` and ``grad_bias``. Layout is NCHW and parameter shapes are those of ``nn.Conv2d``
-and ``nn.Linear``, so weights copy between :class:`SimpleCNN` and ``course_lib.models.SimpleCNN``.
-Everything runs in the dtype of the weights (float32 or float64).
+Each layer's ``forward`` caches what its ``backward`` needs, and ``backward`` sits right below it
+(micrograd's way). Beside the layers: the NumPy training loop, the checks of every backward pass
+against PyTorch autograd, and the measurements that fill the notebook's NumPy-vs-PyTorch table.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import ast
+import inspect
+import io
+import textwrap
+import tokenize
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 from numpy.lib.stride_tricks import sliding_window_view
+from torch import nn
 
-from course_lib import gd_numpy
-from course_lib.params import check_float, check_int
+from course_lib import gradient_descent, models
+from course_lib.data import Split, minibatches
+from course_lib.env import check_float, check_int
+from course_lib.timing import median_seconds
+from course_lib.training import History, fit, train_one_epoch
 
 
 def _fail_shape(layer: Layer, what: str, expected: tuple, got: tuple) -> ValueError:
@@ -366,28 +375,29 @@ class SimpleCNN:
 _TORCH_NAME = {"weights": "weight", "bias": "bias"}
 
 
-class SGD:
+class ModelSGD:
     """Stochastic gradient descent with optional momentum for every parameter of a NumPy model.
 
-    The update rule is notebook 02's :class:`course_lib.gd_numpy.SGD` (that of ``torch.optim.SGD``),
+    The update rule is notebook 02's :class:`course_lib.gradient_descent.SGD` (that of ``torch.optim.SGD``),
     one instance per parameter so that each keeps its own momentum buffer.
     """
 
     def __init__(self, lr: float = 0.01, momentum: float = 0.0) -> None:
         self.lr = check_float("lr", lr, min_value=0.0, min_inclusive=False)
         self.momentum = check_float("momentum", momentum, min_value=0.0, max_value=1.0)
-        self._rules: dict[tuple[int, str], gd_numpy.SGD] = {}
+        self._rules: dict[tuple[int, str], gradient_descent.SGD] = {}
 
     def step(self, model: SimpleCNN) -> None:
         """Update every parameter of every layer in place from its ``grad_<name>``."""
         for i, layer in enumerate(model.layers):
             for name in layer.param_names:
-                rule = self._rules.setdefault((i, name), gd_numpy.SGD(self.lr, self.momentum))
+                rule = self._rules.setdefault((i, name), gradient_descent.SGD(self.lr, self.momentum))
                 param = getattr(layer, name)
                 param[...] = rule.step(param, getattr(layer, f"grad_{name}"))
 
 
-def train_one_epoch(model: SimpleCNN, batches: Iterable[tuple[np.ndarray, np.ndarray]], optimizer: SGD) -> float:
+def train_one_epoch_numpy(model: SimpleCNN, batches: Iterable[tuple[np.ndarray, np.ndarray]],
+                          optimizer: ModelSGD) -> float:
     """Train on every ``(X, y)`` batch once: forward, loss, backward, step. Return the mean loss."""
     total, count = 0.0, 0
     for X, y in batches:
@@ -402,7 +412,7 @@ def train_one_epoch(model: SimpleCNN, batches: Iterable[tuple[np.ndarray, np.nda
     return total / count
 
 
-def evaluate(model: SimpleCNN, X: np.ndarray, y: np.ndarray, batch_size: int = 1024) -> tuple[float, float]:
+def evaluate_numpy(model: SimpleCNN, X: np.ndarray, y: np.ndarray, batch_size: int = 1024) -> tuple[float, float]:
     """Return ``(mean loss, accuracy)`` of the NumPy model on ``X, y``."""
     if len(X) != len(y) or len(X) == 0:
         raise ValueError(f"X and y must be non-empty and of equal length, got {len(X)} and {len(y)}")
@@ -413,3 +423,207 @@ def evaluate(model: SimpleCNN, X: np.ndarray, y: np.ndarray, batch_size: int = 1
         total_loss += cross_entropy_loss(logits, yb)[0] * len(yb)
         correct += int((logits.argmax(axis=1) == yb).sum())
     return total_loss / len(X), correct / len(X)
+
+
+def torch_function(layer: Layer) -> Callable[[torch.Tensor, dict[str, torch.Tensor]], torch.Tensor]:
+    """The PyTorch function that computes what ``layer`` computes, from an input and the layer's parameters."""
+    if isinstance(layer, Conv2D):
+        return lambda x, p: F.conv2d(x, p["weights"], p["bias"], stride=layer.stride, padding=layer.padding)
+    if isinstance(layer, MaxPool2D):
+        return lambda x, p: F.max_pool2d(x, layer.kernel_size, layer.stride)
+    if isinstance(layer, ReLU):
+        return lambda x, p: F.relu(x)
+    if isinstance(layer, Flatten):
+        return lambda x, p: torch.flatten(x, 1)
+    if isinstance(layer, Dense):
+        return lambda x, p: F.linear(x, p["weights"], p["bias"])
+    raise TypeError(f"no PyTorch counterpart known for {layer!r}")
+
+
+def _max_abs(ours: np.ndarray, reference: torch.Tensor) -> float:
+    if tuple(ours.shape) != tuple(reference.shape):
+        raise AssertionError(f"shape mismatch: NumPy {tuple(ours.shape)} vs PyTorch {tuple(reference.shape)}")
+    return float(np.max(np.abs(ours - reference.detach().cpu().numpy()))) if ours.size else 0.0
+
+
+def compare_layer(layer: Layer, x: np.ndarray, seed: int = 0) -> dict[str, float]:
+    """Max |NumPy - PyTorch| of the output, the input gradient and every parameter gradient of ``layer``.
+
+    The upstream gradient is random (seeded), so every output element's contribution is tested.
+    """
+    out = layer.forward(x)
+    grad_output = np.random.default_rng(seed).standard_normal(out.shape).astype(out.dtype)
+    grad_input = layer.backward(grad_output)
+
+    x_t = torch.tensor(x, requires_grad=True)
+    params = {name: torch.tensor(getattr(layer, name), requires_grad=True) for name in layer.param_names}
+    out_t = torch_function(layer)(x_t, params)
+    out_t.backward(torch.from_numpy(grad_output))
+
+    diffs = {"output": _max_abs(out, out_t), "grad_input": _max_abs(grad_input, x_t.grad)}
+    for name, p in params.items():
+        diffs[f"grad_{name}"] = _max_abs(getattr(layer, f"grad_{name}"), p.grad)
+    return diffs
+
+
+def compare_loss(logits: np.ndarray, targets: np.ndarray) -> dict[str, float]:
+    """Max |difference| of :func:`cnn.cross_entropy_loss` (value and gradient) vs ``F.cross_entropy``."""
+    loss, grad = cross_entropy_loss(logits, targets)
+    logits_t = torch.tensor(logits, requires_grad=True)
+    loss_t = F.cross_entropy(logits_t, torch.as_tensor(targets))
+    loss_t.backward()
+    return {"loss": abs(loss - loss_t.item()), "grad_logits": _max_abs(grad, logits_t.grad)}
+
+
+def compare_models(np_model: SimpleCNN, torch_model: nn.Module, X: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """Forward, loss and backward through both models on the same batch: max |difference| of each result.
+
+    Both models must hold the same weights (see :meth:`SimpleCNN.load_state_dict`).
+    """
+    logits = np_model.forward(X)
+    loss, grad_logits = cross_entropy_loss(logits, y)
+    np_model.backward(grad_logits)
+
+    torch_model.zero_grad()
+    logits_t = torch_model(torch.as_tensor(X))
+    loss_t = F.cross_entropy(logits_t, torch.as_tensor(y))
+    loss_t.backward()
+
+    diffs = {"logits": _max_abs(logits, logits_t), "loss": abs(loss - loss_t.item())}
+    params = dict(torch_model.named_parameters())
+    for name, layer in np_model.named_layers():
+        diffs[f"{name}.grad_weights"] = _max_abs(layer.grad_weights, params[f"{name}.weight"].grad)
+        diffs[f"{name}.grad_bias"] = _max_abs(layer.grad_bias, params[f"{name}.bias"].grad)
+    return diffs
+
+
+def standard_cases(dtype: type = np.float64, seed: int = 0) -> list[tuple[str, Layer, np.ndarray]]:
+    """The layer/input pairs checked by the tests and shown in notebook 03: ``(description, layer, x)``.
+
+    They cover stride 2, padding, non-square inputs, overlapping pooling windows and a batch of 1.
+    """
+    rng = np.random.default_rng(seed)
+
+    def x(*shape: int) -> np.ndarray:
+        return rng.standard_normal(shape).astype(dtype)
+
+    return [
+        ("Conv2D 3x3, stride 1, padding 1, 7x9 input", Conv2D(3, 4, 3, padding=1, dtype=dtype, rng=rng),
+         x(2, 3, 7, 9)),
+        ("Conv2D 3x3, stride 2, padding 1, batch 1", Conv2D(2, 5, 3, stride=2, padding=1, dtype=dtype, rng=rng),
+         x(1, 2, 9, 6)),
+        ("Conv2D 2x2, stride 2, no padding", Conv2D(1, 3, 2, stride=2, dtype=dtype, rng=rng), x(3, 1, 8, 8)),
+        ("Conv2D 5x4 input, kernel 3, stride 2, padding 2",
+         Conv2D(2, 2, 3, stride=2, padding=2, dtype=dtype, rng=rng), x(2, 2, 5, 4)),
+        ("MaxPool2D 2x2, 8x6 input", MaxPool2D(2), x(2, 3, 8, 6)),
+        ("MaxPool2D 2x2, odd 7x5 input (last row/column dropped)", MaxPool2D(2), x(2, 2, 7, 5)),
+        ("MaxPool2D 3x3, stride 2 (overlapping), batch 1", MaxPool2D(3, stride=2), x(1, 2, 7, 9)),
+        ("ReLU", ReLU(), x(2, 3, 5, 4)),
+        ("Flatten", Flatten(), x(2, 3, 4, 5)),
+        ("Dense 7 -> 5", Dense(7, 5, dtype=dtype, rng=rng), x(4, 7)),
+        ("Dense 7 -> 5, batch 1", Dense(7, 5, dtype=dtype, rng=rng), x(1, 7)),
+    ]
+
+
+def code_lines(*objects: object) -> int:
+    """Lines of code in the source of functions, classes or modules; blanks, comments and docstrings don't count."""
+    total = 0
+    for obj in objects:
+        source = textwrap.dedent(inspect.getsource(obj))
+        docstrings: set[int] = set()
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+                first = node.body[0]
+                if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) \
+                        and isinstance(first.value.value, str):
+                    docstrings.update(range(first.lineno, first.end_lineno + 1))
+        skip = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT, tokenize.ENDMARKER}
+        code = {line for tok in tokenize.generate_tokens(io.StringIO(source).readline) if tok.type not in skip
+                for line in range(tok.start[0], tok.end[0] + 1)}
+        total += len(code - docstrings)
+    return total
+
+
+def train_step_seconds(model: SimpleCNN | nn.Module, X: np.ndarray, y: np.ndarray, repeats: int = 5) -> float:
+    """Median time of one training step (forward, loss, backward, SGD update) on the batch ``X, y``.
+
+    The step is ``train_one_epoch`` of the model's own library on a one-batch "epoch".
+    """
+    if isinstance(model, SimpleCNN):
+        optimizer = ModelSGD(lr=1e-3)
+        return median_seconds(lambda: train_one_epoch_numpy(model, [(X, y)], optimizer), repeats)
+    device = next(model.parameters()).device
+    batch = [(torch.as_tensor(X, device=device), torch.as_tensor(y, device=device))]
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+    loss_fn = nn.CrossEntropyLoss()
+
+    return median_seconds(lambda: train_one_epoch(model, batch, loss_fn, optimizer, device), repeats)
+
+
+@dataclass
+class SweepRow:
+    """Time of one training step of each implementation for one batch size and image size."""
+
+    batch_size: int
+    image_size: int
+    numpy_ms: float
+    torch_ms: float
+
+    @property
+    def torch_speedup(self) -> float:
+        """How many times faster PyTorch is than NumPy im2col (below 1: NumPy is faster)."""
+        return self.numpy_ms / self.torch_ms
+
+
+def speed_sweep(batch_sizes: list[int], image_sizes: list[int], device: torch.device, repeats: int = 3,
+                seed: int = 0) -> list[SweepRow]:
+    """Time a training step of the NumPy (im2col) and PyTorch SimpleCNN on random images of each size."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for image_size in image_sizes:
+        torch_model = models.SimpleCNN(image_size=image_size).to(device)
+        numpy_model = SimpleCNN(image_size=image_size, seed=seed)
+        for batch_size in batch_sizes:
+            X = rng.standard_normal((batch_size, 1, image_size, image_size)).astype(np.float32)
+            y = rng.integers(0, 10, batch_size)
+            rows.append(SweepRow(batch_size, image_size, 1e3 * train_step_seconds(numpy_model, X, y, repeats),
+                                 1e3 * train_step_seconds(torch_model, X, y, repeats)))
+    return rows
+
+
+def crossover(rows: list[SweepRow]) -> dict[int, int | None]:
+    """For each image size, the smallest batch size from which PyTorch is faster at every larger batch (or None)."""
+    result: dict[int, int | None] = {}
+    for image_size in sorted({r.image_size for r in rows}):
+        sizes = sorted((r for r in rows if r.image_size == image_size), key=lambda r: r.batch_size)
+        result[image_size] = None
+        for i, row in enumerate(sizes):
+            if all(r.torch_speedup > 1 for r in sizes[i:]):
+                result[image_size] = row.batch_size
+                break
+    return result
+
+
+Array = np.ndarray | torch.Tensor
+
+
+
+
+
+
+
+
+
+
+def fit_numpy(model: SimpleCNN, split: Split, *, epochs: int, batch_size: int = 32, lr: float = 0.02,
+              momentum: float = 0.9, seed: int = 0, log: Callable[[str], None] | None = print) -> History:
+    """Train the NumPy SimpleCNN with its own SGD; same batches as :func:`fit_torch` for the same ``seed``."""
+    optimizer = ModelSGD(lr=lr, momentum=momentum)
+    rng = np.random.default_rng(seed)
+
+    def score() -> tuple[float, float, float]:
+        test_loss, test_accuracy = evaluate_numpy(model, split.X_test, split.y_test)
+        return evaluate_numpy(model, split.X_train, split.y_train)[1], test_loss, test_accuracy
+
+    return fit(lambda: train_one_epoch_numpy(model, minibatches(split.X_train, split.y_train, batch_size, rng),
+                                            optimizer), score, epochs, log)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import torch
 from threadpoolctl import threadpool_limits
 
-from course_lib.params import check_float, check_int
+from course_lib.env import check_float, check_int
 
 
 def synchronize(device: torch.device | None = None) -> None:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import nbformat
 
+from course_lib.env import display_path
 from course_lib.exercises import BEGIN, strip_solution
-from course_lib.paths import display_path
 
 
 def learner_notebook(nb: nbformat.NotebookNode) -> tuple[nbformat.NotebookNode, int]:
