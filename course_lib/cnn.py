@@ -21,9 +21,10 @@ import torch.nn.functional as F
 from numpy.lib.stride_tricks import sliding_window_view
 from torch import nn
 
-from course_lib import gradient_descent, models
+from course_lib import models
 from course_lib.data import Split, minibatches
 from course_lib.env import check_float, check_int
+from course_lib.gradient_descent import SGD as UpdateRule  # lesson 02's momentum-SGD rule, one per parameter
 from course_lib.timing import median_seconds
 from course_lib.training import History, fit, train_one_epoch
 
@@ -385,13 +386,13 @@ class ModelSGD:
     def __init__(self, lr: float = 0.01, momentum: float = 0.0) -> None:
         self.lr = check_float("lr", lr, min_value=0.0, min_inclusive=False)
         self.momentum = check_float("momentum", momentum, min_value=0.0, max_value=1.0)
-        self._rules: dict[tuple[int, str], gradient_descent.SGD] = {}
+        self._rules: dict[tuple[int, str], UpdateRule] = {}
 
     def step(self, model: SimpleCNN) -> None:
         """Update every parameter of every layer in place from its ``grad_<name>``."""
         for i, layer in enumerate(model.layers):
             for name in layer.param_names:
-                rule = self._rules.setdefault((i, name), gradient_descent.SGD(self.lr, self.momentum))
+                rule = self._rules.setdefault((i, name), UpdateRule(self.lr, self.momentum))
                 param = getattr(layer, name)
                 param[...] = rule.step(param, getattr(layer, f"grad_{name}"))
 
