@@ -8,6 +8,7 @@ against PyTorch autograd, and the measurements that fill the notebook's NumPy-vs
 from __future__ import annotations
 
 import ast
+import functools
 import inspect
 import io
 import textwrap
@@ -22,7 +23,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from torch import nn
 
 from course_lib import models
-from course_lib.data import Split, minibatches
+from course_lib.data import Split, batch_slices, minibatches
 from course_lib.env import check_float, check_int
 from course_lib.gradient_descent import SGD as UpdateRule  # lesson 02's momentum-SGD rule, one per parameter
 from course_lib.timing import median_seconds
@@ -38,13 +39,6 @@ def _check_shape(layer: Layer, x: np.ndarray, expected: tuple) -> None:
     """Raise unless ``x`` matches ``expected``, where a str entry (``"N"``, ``"H"``) matches any size."""
     if x.ndim != len(expected) or any(isinstance(e, int) and e != d for e, d in zip(expected, x.shape, strict=True)):
         raise _fail_shape(layer, "input", expected, x.shape)
-
-
-def _check_grad(layer: Layer, grad_output: np.ndarray, out_shape: tuple | None) -> None:
-    if out_shape is None:
-        raise RuntimeError(f"{layer!r}: call forward before backward")
-    if grad_output.shape != out_shape:
-        raise _fail_shape(layer, "grad_output (the shape forward returned)", out_shape, grad_output.shape)
 
 
 def output_size(size: int, kernel_size: int, stride: int = 1, padding: int = 0) -> int:
@@ -92,15 +86,54 @@ def col2im(cols: np.ndarray, input_shape: tuple, kernel_size: int, stride: int =
 
 
 class Layer:
-    """A layer without parameters; subclasses define ``forward`` and ``backward``."""
+    """A layer without parameters; subclasses define ``forward`` and ``backward`` with the math only.
+
+    The shape bookkeeping lives here, once: every subclass's ``forward`` is wrapped so that it first
+    calls ``check_input(x)`` and then records the output shape, and its ``backward`` so that it refuses
+    a gradient of any other shape (or one that comes before ``forward``).
+    """
 
     param_names: tuple[str, ...] = ()
     _out_shape: tuple | None = None
 
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if "forward" in vars(cls):
+            cls.forward = Layer._checked_forward(cls.forward)
+        if "backward" in vars(cls):
+            cls.backward = Layer._checked_backward(cls.backward)
+
+    @staticmethod
+    def _checked_forward(forward: Callable[[Layer, np.ndarray], np.ndarray]) -> Callable:
+        @functools.wraps(forward)
+        def checked(self: Layer, x: np.ndarray) -> np.ndarray:
+            self.check_input(x)
+            out = forward(self, x)
+            self._out_shape = out.shape
+            return out
+        return checked
+
+    @staticmethod
+    def _checked_backward(backward: Callable[[Layer, np.ndarray], np.ndarray]) -> Callable:
+        @functools.wraps(backward)
+        def checked(self: Layer, grad_output: np.ndarray) -> np.ndarray:
+            if self._out_shape is None:
+                raise RuntimeError(f"{self!r}: call forward before backward")
+            if grad_output.shape != self._out_shape:
+                raise _fail_shape(self, "grad_output (the shape forward returned)", self._out_shape,
+                                  grad_output.shape)
+            return backward(self, grad_output)
+        return checked
+
+    def check_input(self, x: np.ndarray) -> None:
+        """Raise a ``ValueError`` naming the layer unless ``x`` is an input it accepts (here: any array)."""
+
     def forward(self, x: np.ndarray) -> np.ndarray:
+        """The layer's output for ``x``; caches what ``backward`` needs."""
         raise NotImplementedError
 
     def backward(self, grad_output: np.ndarray) -> np.ndarray:
+        """The gradient for the input, given the gradient for the output; sets ``grad_<param>``."""
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -136,26 +169,26 @@ class Conv2D(Layer):
         return (f"{type(self).__name__}({self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
                 f"stride={self.stride}, padding={self.padding})")
 
-    def _check_input(self, x: np.ndarray) -> tuple[int, int]:
-        """Validate ``x`` and return the output height and width."""
+    def check_input(self, x: np.ndarray) -> None:
+        """Raise unless ``x`` is (N, in_channels, H, W) with H and W (padded) at least the kernel size."""
         _check_shape(self, x, ("N", self.in_channels, "H", "W"))
-        oh, ow = (output_size(d, self.kernel_size, self.stride, self.padding) for d in x.shape[2:])
-        if oh < 1 or ow < 1:
+        if min(x.shape[2:]) + 2 * self.padding < self.kernel_size:
             raise ValueError(f"{self!r}: input {tuple(x.shape)} is smaller than the kernel "
                              f"(H and W + 2*padding must be >= {self.kernel_size})")
+
+    def output_hw(self, x: np.ndarray) -> tuple[int, int]:
+        """Output height and width for the input ``x``."""
+        oh, ow = (output_size(d, self.kernel_size, self.stride, self.padding) for d in x.shape[2:])
         return oh, ow
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        oh, ow = self._check_input(x)
+        oh, ow = self.output_hw(x)
         self._input_shape = x.shape
         self._cols = im2col(x, self.kernel_size, self.stride, self.padding)        # (N*OH*OW, C*k*k)
         out = self._cols @ self.weights.reshape(self.out_channels, -1).T + self.bias  # (N*OH*OW, O)
-        out = out.reshape(len(x), oh, ow, self.out_channels).transpose(0, 3, 1, 2)
-        self._out_shape = out.shape
-        return out
+        return out.reshape(len(x), oh, ow, self.out_channels).transpose(0, 3, 1, 2)
 
     def backward(self, grad_output: np.ndarray) -> np.ndarray:
-        _check_grad(self, grad_output, self._out_shape)
         grad = grad_output.transpose(0, 2, 3, 1).reshape(-1, self.out_channels)   # (N*OH*OW, O)
         self.grad_weights = (grad.T @ self._cols).reshape(self.weights.shape)
         self.grad_bias = grad.sum(axis=0)
@@ -167,7 +200,7 @@ class Conv2DLoops(Conv2D):
     """The same convolution with Python loops over images and output pixels: correct, and slow."""
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        oh, ow = self._check_input(x)
+        oh, ow = self.output_hw(x)
         k, s, p = self.kernel_size, self.stride, self.padding
         self._padded = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
         out = np.empty((len(x), self.out_channels, oh, ow), dtype=np.result_type(x, self.weights))
@@ -176,11 +209,9 @@ class Conv2DLoops(Conv2D):
                 for j in range(ow):
                     window = self._padded[n, :, i * s:i * s + k, j * s:j * s + k]          # (C, k, k)
                     out[n, :, i, j] = np.tensordot(self.weights, window, axes=3) + self.bias
-        self._out_shape = out.shape
         return out
 
     def backward(self, grad_output: np.ndarray) -> np.ndarray:
-        _check_grad(self, grad_output, self._out_shape)
         k, s, p = self.kernel_size, self.stride, self.padding
         n_images, _, oh, ow = grad_output.shape
         grad_padded = np.zeros_like(self._padded)
@@ -207,20 +238,20 @@ class MaxPool2D(Layer):
     def __repr__(self) -> str:
         return f"MaxPool2D(kernel_size={self.kernel_size}, stride={self.stride})"
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
+    def check_input(self, x: np.ndarray) -> None:
+        """Raise unless ``x`` is (N, C, H, W) with H and W at least the kernel size."""
         _check_shape(self, x, ("N", "C", "H", "W"))
         if min(x.shape[2:]) < self.kernel_size:
             raise _fail_shape(self, "input", ("N", "C", f"H>={self.kernel_size}", f"W>={self.kernel_size}"), x.shape)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
         win = windows(x, self.kernel_size, self.stride)
         flat = win.reshape(*win.shape[:4], -1)                  # (N, C, OH, OW, k*k)
         self._argmax = flat.argmax(axis=-1)[..., None]          # which element of each window won
         self._input_shape = x.shape
-        out = np.take_along_axis(flat, self._argmax, axis=-1)[..., 0]
-        self._out_shape = out.shape
-        return out
+        return np.take_along_axis(flat, self._argmax, axis=-1)[..., 0]
 
     def backward(self, grad_output: np.ndarray) -> np.ndarray:
-        _check_grad(self, grad_output, self._out_shape)
         k = self.kernel_size
         grad_flat = np.zeros((*grad_output.shape, k * k), dtype=grad_output.dtype)
         np.put_along_axis(grad_flat, self._argmax, grad_output[..., None], axis=-1)  # only the winner gets it
@@ -232,27 +263,25 @@ class ReLU(Layer):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self._mask = x > 0
-        self._out_shape = x.shape
         return x * self._mask
 
     def backward(self, grad_output: np.ndarray) -> np.ndarray:
-        _check_grad(self, grad_output, self._out_shape)
         return grad_output * self._mask
 
 
 class Flatten(Layer):
     """(N, C, H, W) -> (N, C*H*W), like ``torch.flatten(x, 1)``."""
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
+    def check_input(self, x: np.ndarray) -> None:
+        """Raise unless ``x`` has a batch axis and at least one more."""
         if x.ndim < 2:
             raise _fail_shape(self, "input", ("N", "..."), x.shape)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
         self._input_shape = x.shape
-        out = x.reshape(len(x), -1)
-        self._out_shape = out.shape
-        return out
+        return x.reshape(len(x), -1)
 
     def backward(self, grad_output: np.ndarray) -> np.ndarray:
-        _check_grad(self, grad_output, self._out_shape)
         return grad_output.reshape(self._input_shape)
 
 
@@ -274,15 +303,15 @@ class Dense(Layer):
     def __repr__(self) -> str:
         return f"Dense({self.in_features}, {self.out_features})"
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
+    def check_input(self, x: np.ndarray) -> None:
+        """Raise unless ``x`` is (N, in_features)."""
         _check_shape(self, x, ("N", self.in_features))
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
         self._x = x
-        out = x @ self.weights.T + self.bias
-        self._out_shape = out.shape
-        return out
+        return x @ self.weights.T + self.bias
 
     def backward(self, grad_output: np.ndarray) -> np.ndarray:
-        _check_grad(self, grad_output, self._out_shape)
         self.grad_weights = grad_output.T @ self._x
         self.grad_bias = grad_output.sum(axis=0)
         return grad_output @ self.weights
@@ -418,9 +447,8 @@ def evaluate_numpy(model: SimpleCNN, X: np.ndarray, y: np.ndarray, batch_size: i
     if len(X) != len(y) or len(X) == 0:
         raise ValueError(f"X and y must be non-empty and of equal length, got {len(X)} and {len(y)}")
     total_loss, correct = 0.0, 0
-    for start in range(0, len(X), batch_size):
-        logits = model.forward(X[start:start + batch_size])
-        yb = y[start:start + batch_size]
+    for rows in batch_slices(len(X), batch_size):
+        logits, yb = model.forward(X[rows]), y[rows]
         total_loss += cross_entropy_loss(logits, yb)[0] * len(yb)
         correct += int((logits.argmax(axis=1) == yb).sum())
     return total_loss / len(X), correct / len(X)
@@ -603,17 +631,6 @@ def crossover(rows: list[SweepRow]) -> dict[int, int | None]:
                 result[image_size] = row.batch_size
                 break
     return result
-
-
-Array = np.ndarray | torch.Tensor
-
-
-
-
-
-
-
-
 
 
 def fit_numpy(model: SimpleCNN, split: Split, *, epochs: int, batch_size: int = 32, lr: float = 0.02,

@@ -178,7 +178,16 @@ def epoch_orders(n_samples: int, epochs: int, seed: int) -> np.ndarray:
     return np.stack([rng.permutation(n_samples) for _ in range(epochs)])
 
 
+def batch_slices(n_samples: int, batch_size: int) -> list[slice]:
+    """Consecutive slices of ``batch_size`` rows covering ``range(n_samples)``; the last one may be smaller.
+
+    Example: ``[X[rows] for rows in batch_slices(len(X), 1024)]`` evaluates a large set in chunks.
+    """
+    check_int("n_samples", n_samples, min_value=0)
+    check_int("batch_size", batch_size, min_value=1)
+    return [slice(start, min(start + batch_size, n_samples)) for start in range(0, n_samples, batch_size)]
+
+
 def batch_indices(order: np.ndarray, batch_size: int) -> list[np.ndarray]:
     """Split one epoch's order into consecutive batches; the last one may be smaller."""
-    check_int("batch_size", batch_size, min_value=1)
-    return [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+    return [order[rows] for rows in batch_slices(len(order), batch_size)]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import random
 import statistics
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -18,8 +17,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import Qwen2Config, Qwen2ForCausalLM
+from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from course_lib.env import check_choice, check_float, check_int
+from course_lib.timing import Timer
+from course_lib.training import train_one_epoch
 
 LETTERS = "abcdefghij"
 
@@ -153,7 +155,11 @@ class TrainResult:
 
 def train_lm(model: nn.Module, tokenizer: CharTokenizer, examples: list[tuple[str, str]], steps: int,
              lr: float, batch_size: int = 8, seed: int = 0) -> TrainResult:
-    """AdamW on the parameters that require gradients, one random batch of ``examples`` per step."""
+    """AdamW on the parameters that require gradients, one random batch of ``examples`` per step.
+
+    Each step is :func:`course_lib.training.train_one_epoch` on a one-batch "epoch", with the model's own
+    next-token loss (answers only: the prompt's labels are -100).
+    """
     check_int("steps", steps, min_value=1)
     check_float("lr", lr, min_value=0.0, min_inclusive=False)
     check_int("batch_size", batch_size, min_value=1, max_value=len(examples))
@@ -164,17 +170,16 @@ def train_lm(model: nn.Module, tokenizer: CharTokenizer, examples: list[tuple[st
         raise ValueError("model must have parameters that require gradients, got none")
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     generator = torch.Generator().manual_seed(seed)
-    model.train()
+
+    def loss_fn(output: CausalLMOutputWithPast, targets: torch.Tensor) -> torch.Tensor:
+        return model.loss_function(output.logits, targets, model.config.vocab_size)
+
     losses, seconds = [], []
     for _ in range(steps):
-        start = time.perf_counter()
         rows = torch.randperm(len(examples), generator=generator)[:batch_size].to(device)
-        loss = model(input_ids=input_ids[rows], labels=labels[rows]).loss
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-        seconds.append(time.perf_counter() - start)
+        with Timer(device) as timer:
+            losses.append(train_one_epoch(model, [(input_ids[rows], labels[rows])], loss_fn, optimizer, device))
+        seconds.append(timer.seconds)
     return TrainResult(losses, optimizer, statistics.median(seconds))
 
 

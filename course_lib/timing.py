@@ -5,6 +5,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
+from types import TracebackType
 
 import torch
 from threadpoolctl import threadpool_limits
@@ -21,6 +22,33 @@ def synchronize(device: torch.device | None = None) -> None:
         torch.mps.synchronize()
 
 
+class Timer:
+    """Context manager: wall seconds of its ``with`` block, with GPU work synchronised at both ends.
+
+    Example::
+
+        with Timer(device) as timer:
+            loss = train_one_epoch(model, batches, loss_fn, optimizer, device)
+        print(timer.seconds)
+
+    ``device`` as for :func:`synchronize` (None: every GPU present), so queued kernels count as unfinished.
+    """
+
+    def __init__(self, device: torch.device | None = None) -> None:
+        self.device = device
+        self.seconds = float("nan")
+
+    def __enter__(self) -> Timer:
+        synchronize(self.device)
+        self._start = time.perf_counter()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        synchronize(self.device)
+        self.seconds = time.perf_counter() - self._start
+
+
 def median_seconds(fn: Callable[[], object], repeats: int = 5, warmup: int = 1, min_seconds: float = 0.05) -> float:
     """Median wall time of ``fn()`` after ``warmup`` untimed calls.
 
@@ -35,11 +63,9 @@ def median_seconds(fn: Callable[[], object], repeats: int = 5, warmup: int = 1, 
         fn()
     times: list[float] = []
     while len(times) < repeats or sum(times) < min_seconds:
-        synchronize()
-        start = time.perf_counter()
-        fn()
-        synchronize()
-        times.append(time.perf_counter() - start)
+        with Timer() as timer:
+            fn()
+        times.append(timer.seconds)
     return statistics.median(times)
 
 

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from course_lib.data import Split, minibatches
+from course_lib.data import Split, batch_slices, minibatches
 from course_lib.env import check_float, check_int
-from course_lib.timing import synchronize
+from course_lib.timing import Timer
 
 
 def train_one_epoch(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
@@ -49,8 +47,8 @@ def evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor,
     model.eval()
     device = next(model.parameters()).device
     total_loss, correct = 0.0, 0
-    for start in range(0, len(X), batch_size):
-        xb, yb = X[start:start + batch_size].to(device), y[start:start + batch_size].to(device)
+    for rows in batch_slices(len(X), batch_size):
+        xb, yb = X[rows].to(device), y[rows].to(device)
         logits = model(xb)
         if loss_fn is not None:
             total_loss += loss_fn(logits, yb).item() * len(xb)
@@ -74,16 +72,16 @@ class History:
 
 
 def fit(train_epoch: Callable[[], float], score: Callable[[], tuple[float, float, float]], epochs: int,
-        log: Callable[[str], None] | None = print, sync: Callable[[], None] = lambda: None) -> History:
-    """Run ``epochs`` epochs: ``train_epoch()`` returns the mean training loss (and is timed), then
-    ``score()`` returns ``(train accuracy, test loss, test accuracy)``. Logs one line per epoch."""
+        log: Callable[[str], None] | None = print, device: torch.device | None = None) -> History:
+    """Run ``epochs`` epochs: ``train_epoch()`` returns the mean training loss (and is timed, GPU work on
+    ``device`` included), then ``score()`` returns ``(train accuracy, test loss, test accuracy)``.
+    Logs one line per epoch."""
     check_int("epochs", epochs, min_value=1)
     history = History()
     for epoch in range(1, epochs + 1):
-        start = time.perf_counter()
-        loss = train_epoch()
-        sync()
-        history.epoch_seconds.append(time.perf_counter() - start)
+        with Timer(device) as timer:
+            loss = train_epoch()
+        history.epoch_seconds.append(timer.seconds)
         train_accuracy, test_loss, test_accuracy = score()
         for values, value in zip((history.train_loss, history.train_accuracy, history.test_loss, history.test_accuracy),
                                  (loss, train_accuracy, test_loss, test_accuracy), strict=True):
@@ -116,18 +114,5 @@ def fit_torch(model: nn.Module, split: Split, *, epochs: int, batch_size: int = 
         test_loss, test_accuracy = evaluate(model, X_test, y_test, loss_fn)
         return evaluate(model, X_train, y_train)[1], test_loss, test_accuracy
 
-    return fit(lambda: train_one_epoch(model, batches(), loss_fn, optimizer, device), score, epochs, log,
-               sync=lambda: synchronize(device))
+    return fit(lambda: train_one_epoch(model, batches(), loss_fn, optimizer, device), score, epochs, log, device)
 
-
-def save_and_reload(model: nn.Module, path: Path, fresh: nn.Module) -> nn.Module:
-    """Save ``model``'s weights to ``path`` and load them into ``fresh`` (same architecture) with
-    ``torch.load(..., weights_only=True)``. Returns ``fresh``; raises if any reloaded tensor differs."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), path)
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    fresh.load_state_dict(state)
-    for name, tensor in model.state_dict().items():
-        if not torch.equal(tensor.cpu(), fresh.state_dict()[name].cpu()):
-            raise RuntimeError(f"reloaded weights differ from the saved ones at {name}")
-    return fresh

@@ -5,7 +5,8 @@
 
 Prints the device, one line per epoch and the test accuracy, saves the weights (default under
 outputs/checkpoints/) and checks that they reload with torch.load(..., weights_only=True).
-The model, data and training loop live in course_lib (models, data, training).
+The model, the data and the two loop bodies (train_one_epoch, evaluate) come from course_lib; the
+loss, the optimizer and the loop over epochs are here, in the shape of pytorch/examples' mnist/main.py.
 """
 
 from __future__ import annotations
@@ -14,13 +15,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from course_lib import check_float, check_int, output_dir, setup
-from course_lib.data import digits_split
-from course_lib.env import display_path
+import numpy as np
+import torch
+from torch import nn
+
+from course_lib import check_float, check_int, display_path, limit_cpu_threads, output_dir, setup
+from course_lib.data import digits_split, minibatches
 from course_lib.memory import count_parameters
 from course_lib.models import SimpleCNN
-from course_lib.timing import limit_cpu_threads
-from course_lib.training import evaluate, fit_torch, save_and_reload
+from course_lib.training import evaluate, train_one_epoch
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,17 +56,27 @@ def main(argv: list[str] | None = None) -> int:
     print(f"device: {device}")
 
     split = digits_split(seed=args.seed)
+    X_train, y_train, X_test, y_test = split.tensors(device)
     model = SimpleCNN().to(device)
     print(f"training SimpleCNN ({count_parameters(model):,} parameters) on "
-          f"{len(split.X_train)} digits, testing on {len(split.X_test)}")
-    fit_torch(model, split, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
-    X_test, y_test = split.tensors(device)[2:]
-    test_accuracy = evaluate(model, X_test, y_test)[1]
+          f"{len(X_train)} digits, testing on {len(X_test)}")
+    loss_fn = nn.CrossEntropyLoss()
+    optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9)
+    rng = np.random.default_rng(args.seed)  # the batch order
+    for epoch in range(1, args.epochs + 1):
+        loss = train_one_epoch(model, minibatches(X_train, y_train, args.batch_size, rng), loss_fn, optimizer, device)
+        train_accuracy = evaluate(model, X_train, y_train)[1]
+        test_accuracy = evaluate(model, X_test, y_test)[1]
+        print(f"epoch {epoch}/{args.epochs}  loss {loss:.4f}  train accuracy {train_accuracy:.2%}  "
+              f"test accuracy {test_accuracy:.2%}")
     print(f"test accuracy: {test_accuracy:.2%}")
 
     out = args.out if args.out is not None else output_dir("checkpoints") / "simple_cnn.pt"
-    reloaded = save_and_reload(model, out, SimpleCNN().to(device))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), out)
     print(f"saved weights to {display_path(out)}")
+    reloaded = SimpleCNN().to(device)
+    reloaded.load_state_dict(torch.load(out, map_location=device, weights_only=True))
     print(f"reloaded with torch.load(..., weights_only=True): test accuracy "
           f"{evaluate(reloaded, X_test, y_test)[1]:.2%}")
     return 0
