@@ -1,13 +1,30 @@
-"""The NumPy CNN layers agree with PyTorch autograd in float64, and the NumPy model trains like the PyTorch one."""
+"""course_lib.cnn: the NumPy layers agree with PyTorch autograd in float64, the NumPy model trains like
+the PyTorch one, and the measurements behind notebook 03's table."""
+
+import copy
+import inspect
+import math
 
 import numpy as np
 import pytest
 import torch
 
 from course_lib import cnn
-from course_lib.cnn import compare_layer, compare_loss, compare_models, standard_cases
+from course_lib.cnn import (
+    SweepRow,
+    code_lines,
+    compare_layer,
+    compare_loss,
+    compare_models,
+    crossover,
+    fit_numpy,
+    speed_sweep,
+    standard_cases,
+    train_step_seconds,
+)
 from course_lib.data import digits_split, minibatches
 from course_lib.models import SimpleCNN
+from course_lib.training import fit_torch
 
 CASES = standard_cases(np.float64)
 
@@ -64,13 +81,16 @@ def test_whole_model_forward_and_backward_match_autograd(batch: int) -> None:
     numpy_model, torch_model = _twin_models()
     rng = np.random.default_rng(batch)
     diffs = compare_models(numpy_model, torch_model, rng.standard_normal((batch, 1, 8, 8)), rng.integers(0, 10, batch))
-    assert len(diffs) == 2 + 8 and max(diffs.values()) <= 1e-8, diffs
+    assert len(diffs) == 2 + 2 * len(numpy_model.named_layers())  # logits, loss, grad_weights and grad_bias each
+    assert max(diffs.values()) <= 1e-8, diffs
 
 
 def test_weights_copy_both_ways_without_sharing_memory() -> None:
     numpy_model, torch_model = _twin_models(np.float32)
     assert numpy_model.conv1.weights.shape == torch_model.conv1.weight.shape == (8, 1, 3, 3)
-    assert numpy_model.fc1.weights.shape == torch_model.fc1.weight.shape == (64, 64)
+    channels, hidden, image_size = (8, 16), 64, 8  # SimpleCNN's defaults
+    fc1_shape = (hidden, channels[1] * (image_size // 4) ** 2)  # two 2x2 poolings shrink each side by 4
+    assert numpy_model.fc1.weights.shape == torch_model.fc1.weight.shape == fc1_shape
     numpy_model.conv1.weights += 1.0  # must not change the torch model
     assert not np.allclose(numpy_model.conv1.weights, torch_model.conv1.weight.detach().numpy())
     fresh = SimpleCNN()
@@ -136,3 +156,87 @@ def test_bad_shapes_raise_clear_errors() -> None:
         cnn.MaxPool2D(0)
     with pytest.raises(ValueError, match="state dict keys must be"):
         cnn.SimpleCNN().load_state_dict({"conv1.weight": np.zeros((8, 1, 3, 3))})
+
+
+def sample(a, b):
+    """A docstring is not code."""
+    # nor is a comment
+
+    total = a + b
+    return (total,
+            a)
+
+
+def test_code_lines_skips_docstrings_comments_and_blank_lines() -> None:
+    assert code_lines(sample) == 4  # def, total =, and the two-line return
+    assert code_lines(sample, sample) == 8
+
+
+def test_crossover_is_the_first_batch_size_from_which_torch_stays_faster() -> None:
+    rows = [SweepRow(1, 8, 1.0, 2.0), SweepRow(16, 8, 3.0, 2.0), SweepRow(64, 8, 9.0, 3.0),
+            SweepRow(1, 32, 1.0, 0.5), SweepRow(16, 32, 8.0, 2.0), SweepRow(1, 16, 1.0, 2.0)]
+    assert crossover(rows) == {8: 16, 16: None, 32: 1}
+    assert rows[0].torch_speedup == 0.5
+
+
+def test_speed_sweep_times_both_models_at_every_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    def fake_seconds(model, X, y, repeats):  # NumPy: 1 ms per image; PyTorch: 2 ms + 0.1 ms per image
+        return 1e-3 * len(X) if isinstance(model, cnn.SimpleCNN) else 2e-3 + 1e-4 * len(X)
+
+    monkeypatch.setattr(cnn, "train_step_seconds", fake_seconds)
+    rows = speed_sweep([1, 4], [8, 16], torch.device("cpu"), repeats=1)
+    assert [(r.batch_size, r.image_size) for r in rows] == [(1, 8), (4, 8), (1, 16), (4, 16)]
+    for row in rows:
+        assert row.numpy_ms == pytest.approx(row.batch_size)
+        assert row.torch_ms == pytest.approx(2 + 0.1 * row.batch_size)
+    assert crossover(rows) == {8: 4, 16: 4}
+
+
+@pytest.mark.parametrize("make_model", [lambda: cnn.SimpleCNN(conv_layer=cnn.Conv2DLoops), SimpleCNN],
+                         ids=["numpy-loops", "torch"])
+def test_train_step_seconds_times_real_training_steps(make_model) -> None:
+    model = make_model()
+    before = copy.deepcopy(model.state_dict())
+    X, y = np.random.default_rng(0).standard_normal((2, 1, 8, 8)).astype(np.float32), np.array([0, 1])
+    seconds = train_step_seconds(model, X, y, repeats=1)
+    assert math.isfinite(seconds) and seconds > 0
+    changed = [name for name, value in model.state_dict().items() if not np.array_equal(np.asarray(value),
+                                                                                         np.asarray(before[name]))]
+    assert changed, "train_step_seconds must run SGD steps that update the weights"
+
+
+def test_both_models_learn_the_digits_from_the_same_weights() -> None:
+    split = digits_split()
+    torch.manual_seed(0)
+    torch_model = SimpleCNN()
+    numpy_model = cnn.SimpleCNN()
+    numpy_model.load_state_dict({k: v.detach().numpy() for k, v in torch_model.state_dict().items()})
+    numpy_history = fit_numpy(numpy_model, split, epochs=3, log=None)
+    torch_history = fit_torch(torch_model, split, epochs=3, log=None)
+    assert numpy_history.test_accuracy[-1] > 0.75 and torch_history.test_accuracy[-1] > 0.75
+    assert abs(numpy_history.train_loss[0] - torch_history.train_loss[0]) < 1e-3  # float32, same batches
+    assert len(torch_history.epoch_seconds) == 3
+    assert torch_history.median_epoch_seconds() == sorted(torch_history.epoch_seconds)[1]
+
+
+def test_fit_rejects_zero_epochs() -> None:
+    with pytest.raises(ValueError, match="epochs must be an int >= 1, got 0"):
+        fit_numpy(cnn.SimpleCNN(), digits_split(), epochs=0)
+
+
+@pytest.mark.parametrize("layer", [cnn.Conv2D, cnn.Conv2DLoops, cnn.MaxPool2D, cnn.ReLU, cnn.Flatten, cnn.Dense])
+def test_forward_and_backward_hold_only_the_math(layer: type[cnn.Layer]) -> None:
+    for method in (layer.forward, layer.backward):  # shape checks are wrapped around them by cnn.Layer
+        source = inspect.getsource(method)
+        assert "check" not in source and "_out_shape" not in source, source
+
+
+def test_the_loop_convolution_checks_shapes_too() -> None:
+    conv = cnn.Conv2DLoops(1, 2, 3)
+    with pytest.raises(ValueError, match=r"expected input of shape \(N, 1, H, W\), got \(1, 2, 5, 5\)"):
+        conv.forward(np.zeros((1, 2, 5, 5)))
+    with pytest.raises(RuntimeError, match="call forward before backward"):
+        conv.backward(np.zeros((1, 2, 3, 3)))
+    out = conv.forward(np.zeros((1, 1, 5, 5)))
+    with pytest.raises(ValueError, match=r"expected grad_output .* of shape \(1, 2, 3, 3\), got \(1, 2, 3, 4\)"):
+        conv.backward(np.zeros((*out.shape[:3], 4)))

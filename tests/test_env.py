@@ -1,4 +1,4 @@
-"""Parameter validation, seeding and device choice."""
+"""course_lib.env: parameter validation, seeding and device choice."""
 
 import random
 
@@ -45,14 +45,25 @@ def test_seed_everything_repeats_all_generators() -> None:
     assert (random.random(), np.random.rand(), torch.rand(1).item()) == first
 
 
-def test_get_device() -> None:
+@pytest.mark.parametrize(("cuda", "mps", "expected"), [
+    (True, True, "cuda"), (True, False, "cuda"), (False, True, "mps"), (False, False, "cpu"),
+])
+def test_auto_picks_cuda_then_mps_then_cpu(monkeypatch: pytest.MonkeyPatch, cuda: bool, mps: bool,
+                                           expected: str) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+    assert get_device("auto") == torch.device(expected)
     assert get_device("cpu") == torch.device("cpu")
-    assert get_device("auto").type in {"cpu", "cuda", "mps"}
+
+
+@pytest.mark.parametrize("device", ["cuda", "mps"])
+def test_a_named_device_that_is_missing_is_refused(monkeypatch: pytest.MonkeyPatch, device: str) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    with pytest.raises(ValueError, match=f"device must be available on this machine, got '{device}'"):
+        get_device(device)
     with pytest.raises(ValueError, match="device must be one of"):
         get_device("tpu9")
-    if not torch.cuda.is_available():
-        with pytest.raises(ValueError, match="device must be available on this machine, got 'cuda'"):
-            get_device("cuda")
 
 
 def test_setup_validates_seed() -> None:

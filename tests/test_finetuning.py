@@ -1,21 +1,36 @@
-"""The tiny language model kit: tokenizer, tasks, model config, training, greedy accuracy."""
+"""course_lib.finetuning: the tiny language model kit, hand-written LoRA, and absmax int8 / blockwise
+4-bit quantization."""
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
+from torch import nn
 
 from course_lib.finetuning import (
     TASKS,
+    Linear4bit,
+    LoRALinear,
+    add_lora,
+    dequantize_4bit,
+    dequantize_int8,
     encode_examples,
     greedy_accuracy,
+    lora_parameter_count,
     make_examples,
     make_tokenizer,
+    nf4_levels,
+    quantize_4bit,
+    quantize_int8,
+    quantize_linears_4bit,
     tiny_qwen2,
     train_lm,
 )
 from course_lib.memory import count_parameters, optimizer_state_bytes
 
+# --- the tiny language model ---
 
 def test_tokenizer_round_trip_and_unknown_characters() -> None:
     tok = make_tokenizer()
@@ -36,16 +51,28 @@ def test_tasks_and_disjoint_examples() -> None:
 
 def test_labels_score_only_the_answer() -> None:
     tok = make_tokenizer()
-    input_ids, labels = encode_examples(tok, [("Cabcd=", "abcd")])
-    assert input_ids.shape == (1, 10)
-    assert (labels[0, :6] == -100).all() and torch.equal(labels[0, 6:], input_ids[0, 6:])
+    prompt, answer = "Cabcd=", "abcd"
+    input_ids, labels = encode_examples(tok, [(prompt, answer)])
+    assert input_ids.shape == (1, len(prompt + answer))
+    p = len(prompt)
+    assert (labels[0, :p] == -100).all() and torch.equal(labels[0, p:], input_ids[0, p:])
 
 
-def test_model_uses_grouped_query_attention() -> None:
-    model = tiny_qwen2(make_tokenizer().vocab_size, hidden_size=64, num_heads=4, num_kv_heads=2)
+def qwen2_parameters(vocab_size: int, hidden: int, layers: int, heads: int, kv_heads: int) -> int:
+    """Parameter count of tiny_qwen2 from the Qwen2 architecture (tied embeddings, MLP width 2 * hidden)."""
+    kv = kv_heads * (hidden // heads)  # width of the key and of the value projections
+    attention = (hidden * hidden + hidden) + 2 * (hidden * kv + kv) + hidden * hidden  # q, k, v with bias; o without
+    mlp = 3 * hidden * (2 * hidden)  # gate, up, down
+    return vocab_size * hidden + layers * (attention + mlp + 2 * hidden) + hidden  # 2 RMSNorms a layer, 1 final
+
+
+@pytest.mark.parametrize(("hidden", "layers", "heads", "kv_heads"), [(64, 2, 4, 2), (32, 1, 4, 4)])
+def test_model_uses_grouped_query_attention(hidden: int, layers: int, heads: int, kv_heads: int) -> None:
+    vocab_size = make_tokenizer().vocab_size
+    model = tiny_qwen2(vocab_size, hidden_size=hidden, num_layers=layers, num_heads=heads, num_kv_heads=kv_heads)
     attn = model.model.layers[0].self_attn
-    assert attn.k_proj.out_features == attn.q_proj.out_features // 2
-    assert 50_000 < count_parameters(model) < 1_000_000
+    assert attn.k_proj.out_features == attn.q_proj.out_features * kv_heads // heads
+    assert count_parameters(model) == qwen2_parameters(vocab_size, hidden, layers, heads, kv_heads)
 
 
 @pytest.fixture
@@ -68,3 +95,135 @@ def test_training_learns_copy_and_reports_adam_state(one_thread: None) -> None:
     state = optimizer_state_bytes(result.optimizer)
     assert state["exp_avg"] + state["exp_avg_sq"] == 2 * 4 * count_parameters(model)
 
+
+# --- LoRA: unchanged model at step 0, exact merge/unmerge, parameter counts that match peft ---
+
+TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
+
+
+def test_zero_init_b_leaves_the_layer_unchanged() -> None:
+    torch.manual_seed(0)
+    base = nn.Linear(6, 5).double()
+    x = torch.randn(3, 6, dtype=torch.float64)
+    expected = base(x)
+    layer = LoRALinear(base, r=2, alpha=4)
+    assert torch.equal(layer(x), expected)
+    assert not base.weight.requires_grad and layer.lora_A.requires_grad and layer.lora_B.requires_grad
+
+
+def test_forward_is_base_plus_scaled_low_rank_update() -> None:
+    torch.manual_seed(0)
+    layer = LoRALinear(nn.Linear(6, 5).double(), r=3, alpha=6)
+    nn.init.normal_(layer.lora_B)
+    x = torch.randn(4, 6, dtype=torch.float64)
+    w = layer.base.weight + 2.0 * layer.lora_B @ layer.lora_A
+    torch.testing.assert_close(layer(x), x @ w.T + layer.base.bias, rtol=0, atol=1e-12)
+
+
+def test_merge_then_unmerge_restores_weight_and_output() -> None:
+    torch.manual_seed(0)
+    layer = LoRALinear(nn.Linear(8, 4).double(), r=2, alpha=2)
+    nn.init.normal_(layer.lora_B)
+    x = torch.randn(5, 8, dtype=torch.float64)
+    original, unmerged_out = layer.base.weight.clone(), layer(x)
+    layer.merge()
+    torch.testing.assert_close(layer(x), unmerged_out, rtol=0, atol=1e-12)
+    layer.unmerge()
+    torch.testing.assert_close(layer.base.weight, original, rtol=0, atol=1e-14)
+    with pytest.raises(RuntimeError, match="unmerge needs a merged layer"):
+        layer.unmerge()
+
+
+def test_gradients_reach_only_the_lora_factors() -> None:
+    torch.manual_seed(0)
+    layer = LoRALinear(nn.Linear(4, 3), r=2, alpha=2)
+    layer(torch.randn(2, 4)).sum().backward()
+    assert layer.base.weight.grad is None
+    assert layer.lora_B.grad is not None and layer.lora_B.grad.abs().sum() > 0
+
+
+def test_add_lora_counts_match_formula_and_peft() -> None:
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(0)
+    vocab = make_tokenizer().vocab_size
+    ours = tiny_qwen2(vocab)
+    expected = lora_parameter_count(ours, TARGETS, r=16)
+    wrapped = add_lora(ours, TARGETS, r=16, alpha=16)
+    assert len(wrapped) == 4 * ours.config.num_hidden_layers
+    assert count_parameters(ours, trainable_only=True) == expected
+    with warnings.catch_warnings():  # peft 0.21 reads a property transformers 5 deprecated
+        warnings.simplefilter("ignore", FutureWarning)
+        theirs = get_peft_model(tiny_qwen2(vocab), LoraConfig(r=16, target_modules=TARGETS, lora_alpha=16))
+    assert count_parameters(theirs, trainable_only=True) == expected
+
+
+def test_add_lora_rejects_unknown_targets() -> None:
+    with pytest.raises(ValueError, match="target_modules must name layers"):
+        add_lora(nn.Sequential(nn.Linear(2, 2)), ["q_proj"], r=1, alpha=1)
+
+
+# --- absmax int8 and blockwise 4-bit (NF4-style) quantization ---
+
+def test_int8_round_trip_error_is_at_most_half_a_step() -> None:
+    torch.manual_seed(0)
+    w = torch.randn(16, 32)
+    codes, scale = quantize_int8(w)
+    assert codes.dtype == torch.int8 and scale.shape == (16, 1)
+    assert codes.abs().amax(dim=1).eq(127).all()  # each row's largest value maps to +-127
+    err = (dequantize_int8(codes, scale) - w).abs()
+    assert (err <= scale / 2 + 1e-7).all()
+
+
+def test_nf4_levels_are_sixteen_sorted_values_with_exact_zero_and_ends() -> None:
+    levels = nf4_levels()
+    assert levels.shape == (16,)
+    assert torch.all(levels[1:] > levels[:-1])
+    assert levels[0] == -1 and levels[-1] == 1 and (levels == 0).sum() == 1
+    assert (levels > 0).sum() == 8 and (levels < 0).sum() == 7
+
+
+def test_4bit_stores_half_a_byte_per_value_and_picks_the_nearest_level() -> None:
+    torch.manual_seed(0)
+    w = torch.randn(10, 13)  # 130 values: not a multiple of the block size, so the last block is padded
+    q = quantize_4bit(w, block_size=64)
+    assert q.packed.dtype == torch.uint8 and q.packed.numel() == 3 * 64 // 2 and q.absmax.numel() == 3
+    restored = dequantize_4bit(q)
+    assert restored.shape == w.shape
+    levels = nf4_levels()
+    flat = torch.nn.functional.pad(w.flatten(), (0, 62)).view(3, 64)
+    normalised = flat / flat.abs().amax(dim=1, keepdim=True)
+    nearest = levels[(normalised[..., None] - levels).abs().argmin(dim=-1)]
+    expected = (nearest * flat.abs().amax(dim=1, keepdim=True)).flatten()[:130].view(10, 13)
+    torch.testing.assert_close(restored, expected, rtol=0, atol=1e-6)
+
+
+def test_4bit_error_is_larger_than_int8_but_bounded() -> None:
+    torch.manual_seed(0)
+    w = torch.randn(64, 64)
+    err8 = (dequantize_int8(*quantize_int8(w)) - w).abs().mean()
+    err4 = (dequantize_4bit(quantize_4bit(w)) - w).abs().mean()
+    assert err8 < err4 < 0.1 * w.abs().mean()
+
+
+def test_linear4bit_matches_a_linear_with_the_dequantized_weight() -> None:
+    torch.manual_seed(0)
+    linear = nn.Linear(32, 8)
+    q = Linear4bit(linear)
+    x = torch.randn(3, 32)
+    ref = x @ dequantize_4bit(quantize_4bit(linear.weight)).T + linear.bias
+    torch.testing.assert_close(q(x), ref)
+    assert list(q.parameters()) == []
+
+
+def test_quantize_linears_skips_the_head() -> None:
+    model = nn.Sequential()
+    model.add_module("up", nn.Linear(4, 8))
+    model.add_module("lm_head", nn.Linear(8, 4))
+    assert quantize_linears_4bit(model) == 1
+    assert isinstance(model.up, Linear4bit) and isinstance(model.lm_head, nn.Linear)
+
+
+def test_bad_block_size_is_refused() -> None:
+    with pytest.raises(ValueError, match="block_size must be even"):
+        quantize_4bit(torch.ones(8), block_size=3)

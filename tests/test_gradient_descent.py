@@ -1,13 +1,25 @@
-"""The hand-written NumPy gradient descent agrees with torch.autograd and torch.optim in float64."""
+"""course_lib.gradient_descent: hand-written NumPy gradient descent agrees with torch.autograd and
+torch.optim in float64; TensorBoard logs round-trip."""
 
 import warnings
 
 import numpy as np
 import pytest
 import torch
+from torch.utils.tensorboard import SummaryWriter
 
 from course_lib.data import batch_indices, epoch_orders
-from course_lib.gradient_descent import SGD, Adam, descend, max_stable_lr, mse, mse_grad, mse_many
+from course_lib.gradient_descent import (
+    SGD,
+    Adam,
+    descend,
+    fresh_log_dir,
+    max_stable_lr,
+    mse,
+    mse_grad,
+    mse_many,
+    read_scalars,
+)
 
 
 def regression(seed: int = 0, m: int = 40, d: int = 3) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -63,17 +75,6 @@ def test_optimizers_reject_bad_hyper_parameters() -> None:
         Adam(0.1, betas=(0.9, 1.5))
 
 
-def test_epoch_orders_are_seeded_permutations_and_batches_cover_them() -> None:
-    orders = epoch_orders(10, 3, seed=7)
-    assert orders.shape == (3, 10)
-    assert all(sorted(order) == list(range(10)) for order in orders)
-    np.testing.assert_array_equal(orders, epoch_orders(10, 3, seed=7))
-    assert not np.array_equal(orders[0], orders[1])
-    batches = batch_indices(orders[0], 4)
-    assert [len(b) for b in batches] == [4, 4, 2]
-    np.testing.assert_array_equal(np.concatenate(batches), orders[0])
-
-
 def test_batch_size_decides_the_number_of_steps() -> None:
     X, y, w0 = regression(m=10)
     orders = epoch_orders(10, 2, seed=0)
@@ -84,7 +85,7 @@ def test_batch_size_decides_the_number_of_steps() -> None:
         assert run.losses[0] == pytest.approx(mse(X, y, w0)) and not run.diverged
 
 
-def test_fit_matches_a_torch_training_loop_in_float64() -> None:
+def test_descend_matches_a_torch_training_loop_in_float64() -> None:
     X, y, w0 = regression(m=20)
     orders = epoch_orders(20, 3, seed=1)
     run = descend(X, y, w0, Adam(0.05), orders, batch_size=6)
@@ -121,11 +122,28 @@ def test_divergence_is_detected_without_warnings_or_nan() -> None:
     assert absurd.diverged and len(absurd.batch_losses) <= 2
 
 
-def test_fit_rejects_mismatched_shapes() -> None:
+def test_descend_rejects_mismatched_shapes() -> None:
     X, y, w0 = regression()
     with pytest.raises(ValueError, match="expected X"):
         descend(X, y[:-1], w0, SGD(0.1), epoch_orders(len(y), 1, 0), 4)
     with pytest.raises(ValueError, match="orders must have shape"):
         descend(X, y, w0, SGD(0.1), epoch_orders(len(y) - 1, 1, 0), 4)
-    with pytest.raises(ValueError, match="batch_size"):
-        batch_indices(np.arange(4), 0)
+    with pytest.raises(ValueError, match="batch_size must be an int >= 1, got 0"):
+        descend(X, y, w0, SGD(0.1), epoch_orders(len(y), 1, 0), 0)
+
+
+def test_tensorboard_scalars_round_trip(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    monkeypatch.setattr("course_lib.env.repo_root", lambda: tmp_path)
+    log_dir = fresh_log_dir("test_run")
+    (log_dir / "stale.txt").write_text("from an earlier run")
+    log_dir = fresh_log_dir("test_run")
+    assert not any(log_dir.iterdir()) and log_dir == tmp_path / "outputs" / "tensorboard" / "test_run"
+    with SummaryWriter(log_dir=str(log_dir)) as writer:
+        for step in range(1, 4):
+            writer.add_scalar("mse/train", 1.0 / step, step)
+    scalars = read_scalars(log_dir)
+    assert list(scalars) == ["mse/train"]
+    np.testing.assert_array_equal(scalars["mse/train"][0], [1, 2, 3])
+    np.testing.assert_allclose(scalars["mse/train"][1], [1.0, 0.5, 1 / 3], rtol=1e-7)
+    with pytest.raises(FileNotFoundError, match="no TensorBoard event file"):
+        read_scalars(tmp_path)

@@ -1,23 +1,65 @@
-"""The shared timing helper."""
+"""course_lib.timing: the one timing helper (warm-up, repeats, median, GPUs synchronised)."""
 
 from __future__ import annotations
+
+import time
 
 import pytest
 import torch
 
-from course_lib.timing import limit_cpu_threads, median_seconds
+from course_lib import timing
+from course_lib.timing import Timer, limit_cpu_threads, median_seconds
+
+NAP = 0.01  # seconds a timed function sleeps
 
 
-def test_median_seconds_calls_warmup_then_repeats() -> None:
+def test_timer_measures_at_least_the_time_spent_in_its_block() -> None:
+    with Timer() as timer:
+        time.sleep(NAP)
+    assert NAP <= timer.seconds < NAP + 1.0
+
+
+def test_timer_and_median_seconds_synchronise_before_and_after_the_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    events: list[str] = []
+    monkeypatch.setattr(timing, "synchronize", lambda device=None: events.append(f"sync {device}"))
+    with Timer(torch.device("cuda")):
+        events.append("work")
+    assert events == ["sync cuda", "work", "sync cuda"]
+    events.clear()
+    median_seconds(lambda: events.append("work"), repeats=2, warmup=0, min_seconds=0.0)
+    assert events == ["sync None", "work", "sync None"] * 2
+
+
+def test_median_seconds_calls_warmup_then_repeats_and_returns_the_median() -> None:
+    naps = iter([0.0, 0.0, NAP, 20 * NAP, NAP])  # two warm-up calls, then three timed ones: median NAP
     calls = []
-    seconds = median_seconds(lambda: calls.append(1), repeats=3, warmup=2, min_seconds=0.0)
-    assert len(calls) == 5 and seconds >= 0
+
+    def nap() -> None:
+        calls.append(1)
+        time.sleep(next(naps))
+
+    seconds = median_seconds(nap, repeats=3, warmup=2, min_seconds=0.0)
+    assert len(calls) == 5 and NAP <= seconds < 20 * NAP
 
 
 def test_median_seconds_repeats_short_calls_until_min_seconds() -> None:
     calls = []
     median_seconds(lambda: calls.append(1), repeats=1, warmup=0, min_seconds=0.01)
     assert len(calls) > 1
+
+
+def test_synchronize_waits_only_for_the_device_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    waited: list[str] = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: waited.append("cuda"))
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    monkeypatch.setattr(torch.mps, "synchronize", lambda: waited.append("mps"))
+    timing.synchronize(torch.device("cpu"))
+    assert waited == []
+    timing.synchronize(torch.device("mps"))
+    assert waited == ["mps"]
+    timing.synchronize()
+    assert waited == ["mps", "cuda", "mps"]
 
 
 def test_bad_arguments() -> None:

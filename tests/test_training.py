@@ -1,6 +1,8 @@
-"""Shared data, model and training-loop helpers."""
+"""course_lib.training: the PyTorch training loop, evaluation and fit."""
 
 from __future__ import annotations
+
+import time
 
 import numpy as np
 import pytest
@@ -10,25 +12,7 @@ from torch import nn
 from course_lib import seed_everything
 from course_lib.data import digits_split
 from course_lib.models import SimpleCNN
-from course_lib.training import evaluate, train_one_epoch
-
-
-def test_digits_split_shapes_and_standardisation() -> None:
-    split = digits_split()
-    assert split.X_train.shape[1:] == (1, 8, 8) and split.X_train.dtype == np.float32
-    assert len(split.X_train) + len(split.X_test) == 1797
-    assert abs(split.X_train.mean()) < 1e-5 and abs(split.X_train.std() - 1) < 1e-4
-    assert set(np.unique(split.y_test)) == set(range(10))
-    with pytest.raises(ValueError, match="test_fraction must be a number > 0.0"):
-        digits_split(test_fraction=0.0)
-
-
-def test_simple_cnn_shapes() -> None:
-    model = SimpleCNN()
-    assert model(torch.zeros(5, 1, 8, 8)).shape == (5, 10)
-    assert SimpleCNN(image_size=16)(torch.zeros(2, 1, 16, 16)).shape == (2, 10)
-    with pytest.raises(ValueError, match="image_size must be divisible by 4, got 10"):
-        SimpleCNN(image_size=10)
+from course_lib.training import evaluate, fit, train_one_epoch
 
 
 def test_training_improves_accuracy_on_digits() -> None:
@@ -44,3 +28,41 @@ def test_training_improves_accuracy_on_digits() -> None:
     assert np.isfinite(loss)
     with pytest.raises(ValueError, match="got no batches"):
         train_one_epoch(model, [], nn.CrossEntropyLoss(), optimizer)
+
+
+def test_evaluate_does_not_depend_on_the_batch_size() -> None:
+    torch.manual_seed(0)
+    model = nn.Linear(3, 4)
+    X, y = torch.randn(10, 3), torch.randint(0, 4, (10,))
+    logits = model(X)
+    expected_loss = nn.functional.cross_entropy(logits, y).item()
+    expected_accuracy = (logits.argmax(dim=1) == y).float().mean().item()
+    for batch_size in (1, 3, 10, 64):
+        loss, accuracy = evaluate(model, X, y, nn.CrossEntropyLoss(), batch_size=batch_size)
+        assert loss == pytest.approx(expected_loss, rel=1e-6) and accuracy == pytest.approx(expected_accuracy)
+    assert np.isnan(evaluate(model, X, y)[0])
+    with pytest.raises(ValueError, match="non-empty and of equal length, got 10 and 9"):
+        evaluate(model, X, y[:-1])
+
+
+def test_train_one_epoch_returns_the_loss_averaged_over_samples() -> None:
+    model = nn.Linear(1, 1, bias=False)
+    nn.init.zeros_(model.weight)
+    batches = [(torch.ones(3, 1), torch.full((3, 1), 2.0)), (torch.ones(1, 1), torch.full((1, 1), 6.0))]
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)  # the weights stay 0: losses are 2**2 and 6**2
+    assert train_one_epoch(model, batches, nn.MSELoss(), optimizer) == pytest.approx((3 * 2**2 + 1 * 6**2) / 4)
+
+
+def test_fit_times_each_epoch_and_logs_one_line_per_epoch() -> None:
+    nap, lines = 0.01, []
+
+    def train_epoch() -> float:
+        time.sleep(nap)
+        return 0.5
+
+    history = fit(train_epoch, lambda: (0.75, 0.25, 0.5), epochs=2, log=lines.append)
+    assert len(history.epoch_seconds) == 2 and min(history.epoch_seconds) >= nap
+    assert history.train_loss == [0.5, 0.5] and history.test_accuracy == [0.5, 0.5]
+    assert lines == [f"epoch {e}/2  loss 0.5000  train accuracy 75.00%  test accuracy 50.00%" for e in (1, 2)]
+    with pytest.raises(ValueError, match="epochs must be an int >= 1, got 0"):
+        fit(train_epoch, lambda: (0.0, 0.0, 0.0), epochs=0)
