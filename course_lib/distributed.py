@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -27,7 +28,7 @@ import time
 import traceback
 from collections.abc import Callable, Generator
 from dataclasses import asdict, dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -425,6 +426,22 @@ class WorkerFailed(RuntimeError):
         self.rank = rank
 
 
+def new_run_dir(parent: Path | str, keep: int = 3) -> Path:
+    """A new folder under ``parent`` for one launch's files; all but the newest ``keep`` earlier ones are removed.
+
+    Launches going on at the same time (two notebooks, two test passes in parallel) must not share a folder:
+    each would overwrite the other's job files and state dicts.
+    """
+    check_int("keep", keep, min_value=1)
+    parent = Path(parent)
+    parent.mkdir(parents=True, exist_ok=True)
+    for old in sorted(parent.glob("run-*"))[:-keep]:  # the names sort by creation time
+        shutil.rmtree(old, ignore_errors=True)
+    folder = parent / f"run-{datetime.now():%Y%m%d-%H%M%S-%f}-{os.getpid()}"
+    folder.mkdir()
+    return folder
+
+
 def launch(runs: list[RunSpec], world_size: int = 2, out_dir: Path | str | None = None,
            timeout_s: float = 300.0, collective_timeout_s: float = 60.0) -> dict[str, list[dict[str, Any]]]:
     """Run every spec on ``world_size`` fresh worker processes; return ``{run name: [report of rank 0, 1, ...]}``.
@@ -432,7 +449,8 @@ def launch(runs: list[RunSpec], world_size: int = 2, out_dir: Path | str | None 
     All runs share one launch (starting processes costs seconds) and take turns, one training step each
     (``run_in_turns``), so that their step times are comparable on a busy machine. Raises ``WorkerFailed`` with the
     failing rank's traceback as soon as a rank fails, ``TimeoutError`` after ``timeout_s``; either
-    way every worker is killed before this returns. Full state dicts go to ``out_dir/<name>.pt``.
+    way every worker is killed before this returns. Full state dicts go to ``out_dir/<name>.pt``; two
+    launches at the same time need two ``out_dir`` (``new_run_dir``).
     The digits travel to the workers as a file of tensors (cheaper than importing scikit-learn in each).
     """
     from course_lib.data import digits_split
