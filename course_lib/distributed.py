@@ -9,14 +9,16 @@ collectives of one profiled step, and where the full state dict was saved.
 ``launch`` starts ``world_size`` worker processes (``python -m course_lib.distributed``) from a
 notebook, a test or a script: a free port, gloo on CPU (NCCL when there is one GPU per rank), a
 timeout on every collective and on the whole job, the failing rank's traceback when one fails,
-and no process left behind. Workers write their reports and output to files, never to the
-caller's terminal or notebook.
+and no process left behind. Each worker trains all its runs in turns, one step each
+(``run_in_turns``), so that their step times are comparable; workers write their reports and
+output to files, never to the caller's terminal or notebook.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -24,9 +26,9 @@ import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import asdict, dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -256,6 +258,30 @@ _WRAPPING = {"single": "no wrapping, one full copy trained on the whole batch",
 def train_run(spec: RunSpec, ctx: Context, data: tuple[torch.Tensor, ...], state_dict_path: Path | None = None,
               log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Train one run on this rank and return its report (see the module docstring); ``log`` gets progress lines."""
+    return run_in_turns([training(spec, ctx, data, state_dict_path, log)])[0]
+
+
+def run_in_turns(trainings: list[Generator[None, None, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Advance the trainings one step each, in turns, until all have finished; return their reports.
+
+    Taking turns makes their step times comparable on a busy machine: load that comes and goes (another
+    program, another notebook) slows every run alike, not just the run that happened to be training.
+    Every rank takes the same turns, so the collectives of all runs come in the same order on every rank.
+    """
+    reports: list[dict[str, Any] | None] = [None] * len(trainings)
+    while any(report is None for report in reports):
+        for i, steps in enumerate(trainings):
+            if reports[i] is None:
+                try:
+                    next(steps)
+                except StopIteration as finished:
+                    reports[i] = finished.value
+    return reports
+
+
+def training(spec: RunSpec, ctx: Context, data: tuple[torch.Tensor, ...], state_dict_path: Path | None = None,
+             log: Callable[[str], None] | None = None) -> Generator[None, None, dict[str, Any]]:
+    """``train_run`` one optimizer step at a time: yields after every step, returns the report at the end."""
     spec.check_world_size(ctx.world_size)
     say = log or (lambda _: None)
     X_train, y_train, X_test, y_test = (t.to(ctx.device) for t in data)
@@ -289,6 +315,7 @@ def train_run(spec: RunSpec, ctx: Context, data: tuple[torch.Tensor, ...], state
                 _misbehave(spec.fault, ctx.rank)
             if spec.max_steps is not None and step >= spec.max_steps:
                 break
+            yield  # another run may take a step now (run_in_turns)
         step_losses, accuracy = _epoch_stats(losses, correct, world_size, spec.global_batch_size)
         report["losses"] += step_losses
         report["epochs"].append({"loss": sum(step_losses) / len(step_losses), "train_accuracy": accuracy})
@@ -398,13 +425,31 @@ class WorkerFailed(RuntimeError):
         self.rank = rank
 
 
+def new_run_dir(parent: Path | str, keep: int = 3) -> Path:
+    """A new folder under ``parent`` for one launch's files; all but the newest ``keep`` earlier ones are removed.
+
+    Launches going on at the same time (two notebooks, two test passes in parallel) must not share a folder:
+    each would overwrite the other's job files and state dicts.
+    """
+    check_int("keep", keep, min_value=1)
+    parent = Path(parent)
+    parent.mkdir(parents=True, exist_ok=True)
+    for old in sorted(parent.glob("run-*"))[:-keep]:  # the names sort by creation time
+        shutil.rmtree(old, ignore_errors=True)
+    folder = parent / f"run-{datetime.now():%Y%m%d-%H%M%S-%f}-{os.getpid()}"
+    folder.mkdir()
+    return folder
+
+
 def launch(runs: list[RunSpec], world_size: int = 2, out_dir: Path | str | None = None,
            timeout_s: float = 300.0, collective_timeout_s: float = 60.0) -> dict[str, list[dict[str, Any]]]:
     """Run every spec on ``world_size`` fresh worker processes; return ``{run name: [report of rank 0, 1, ...]}``.
 
-    All runs share one launch (starting processes costs seconds). Raises ``WorkerFailed`` with the
+    All runs share one launch (starting processes costs seconds) and take turns, one training step each
+    (``run_in_turns``), so that their step times are comparable on a busy machine. Raises ``WorkerFailed`` with the
     failing rank's traceback as soon as a rank fails, ``TimeoutError`` after ``timeout_s``; either
-    way every worker is killed before this returns. Full state dicts go to ``out_dir/<name>.pt``.
+    way every worker is killed before this returns. Full state dicts go to ``out_dir/<name>.pt``; two
+    launches at the same time need two ``out_dir`` (``new_run_dir``).
     The digits travel to the workers as a file of tensors (cheaper than importing scikit-learn in each).
     """
     from course_lib.data import digits_split
@@ -511,10 +556,8 @@ def _worker_main(work: Path, rank: int) -> None:
         ctx = init_process_group(rank, job["world_size"], f"tcp://127.0.0.1:{job['port']}",
                                  job["collective_timeout_s"])
         data = torch.load(work / "data.pt", weights_only=True)
-        reports = []
-        for fields in job["runs"]:
-            spec = RunSpec(**{**fields, "channels": tuple(fields["channels"])})
-            reports.append(train_run(spec, ctx, data, Path(job["out_dir"]) / f"{spec.name}.pt"))
+        specs = [RunSpec(**{**fields, "channels": tuple(fields["channels"])}) for fields in job["runs"]]
+        reports = run_in_turns([training(spec, ctx, data, Path(job["out_dir"]) / f"{spec.name}.pt") for spec in specs])
         tmp = work / f"rank{rank}.json.tmp"
         tmp.write_text(json.dumps(reports))
         tmp.replace(work / f"rank{rank}.json")

@@ -22,7 +22,15 @@ import psutil
 import pytest
 import torch
 
-from course_lib.distributed import RunSpec, WorkerFailed, global_batches, launch, rank_slice
+from course_lib.distributed import (
+    RunSpec,
+    WorkerFailed,
+    global_batches,
+    launch,
+    new_run_dir,
+    rank_slice,
+    run_in_turns,
+)
 from course_lib.memory import count_parameters
 from course_lib.models import SimpleCNN
 from course_lib.sharding import padding_elements, shard_rows, zero_bytes_per_rank
@@ -106,6 +114,25 @@ def test_global_batches_split_evenly_and_identically_on_every_rank() -> None:
         assert torch.equal(torch.cat(parts), batches[0])
     with pytest.raises(ValueError, match="does not split evenly across 5 ranks"):
         rank_slice(batches[0], 0, 5)
+
+
+def test_run_in_turns_takes_one_step_of_each_run_until_all_have_finished() -> None:
+    order = []
+
+    def training(name: str, steps: int):
+        for step in range(steps):
+            order.append(f"{name}{step}")
+            yield
+        return {"name": name}
+
+    assert run_in_turns([training("a", 3), training("b", 1)]) == [{"name": "a"}, {"name": "b"}]
+    assert order == ["a0", "b0", "a1", "a2"]
+
+
+def test_new_run_dir_gives_each_launch_its_own_folder_and_keeps_the_newest(tmp_path: Path) -> None:
+    folders = [new_run_dir(tmp_path, keep=2) for _ in range(4)]
+    assert len(set(folders)) == 4 and all(folder.parent == tmp_path for folder in folders)
+    assert sorted(tmp_path.iterdir()) == folders[1:]  # the 2 newest earlier ones and the new one
 
 
 @pytest.mark.parametrize("world_size", [1, 2, 3, 4, 7])
