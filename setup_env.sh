@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Set up the course environment in .venv: create it, install the pinned requirements and course_lib
-# (editable), then run the environment check. Safe to run again: when requirements.txt and
-# pyproject.toml are unchanged since the last successful install it only re-runs the check.
+# Set up the course environment in .venv: create it, install the locked stack (requirements.lock) and
+# course_lib (editable), then run the environment check. Installs with uv: the one on PATH, else a
+# pinned uv bootstrapped into .venv with pip; when uv cannot be had, with pip. Safe to run again: when
+# requirements.lock and pyproject.toml are unchanged since the last successful install it only
+# re-runs the check.
 #
 #   ./setup_env.sh              set up (or verify) the environment
 #   ./setup_env.sh --kernel     also register a named Jupyter kernel "PyTorch Foundations (.venv)"
@@ -12,14 +14,16 @@ cd "$(dirname "$0")"
 
 PYTHON=${PYTHON:-python3}
 MIN_MAJOR=3
-MIN_MINOR=10
+MIN_MINOR=11  # the pins need it (ipykernel 7.4, numpy 2.4); the lock is resolved for Python >= 3.11
 VENV=.venv
+LOCK=requirements.lock
+UV_VERSION=0.13.9  # bootstrapped into .venv when no uv is on PATH
 STAMP=$VENV/.course-install-stamp
 register_kernel=0
 for arg in "$@"; do
   case "$arg" in
     --kernel) register_kernel=1 ;;
-    -h|--help) sed -n 2,10p "$0"; exit 0 ;;
+    -h|--help) sed -n 2,11p "$0"; exit 0 ;;
     *) echo "setup_env.sh: unknown option '$arg' (expected --kernel or --help)" >&2; exit 2 ;;
   esac
 done
@@ -37,17 +41,35 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV" || fail "could not create $VENV"
 fi
 
-wanted=$(cat requirements.txt pyproject.toml | "$VENV/bin/python" -c "import hashlib, sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest())")
+# Print the uv to install with: uv on PATH, else the pinned one in .venv (installed with pip if needed).
+find_uv() {
+  if command -v uv 2>/dev/null; then return; fi
+  if [ ! -x "$VENV/bin/uv" ]; then
+    echo "installing uv==$UV_VERSION into $VENV with pip" >&2
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "uv==$UV_VERSION" >/dev/null 2>&1 || return 0
+  fi
+  echo "$VENV/bin/uv"
+}
+
+wanted=$(cat "$LOCK" pyproject.toml | "$VENV/bin/python" -c "import hashlib, sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest())")
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$wanted" ]; then
   echo "requirements unchanged since the last install: nothing to install"
 else
-  echo "installing requirements into $VENV (first time: several GB, a few minutes)"
   rm -f "$STAMP"
-  "$VENV/bin/python" -m pip install --quiet --upgrade pip || fail "could not upgrade pip in $VENV"
-  "$VENV/bin/python" -m pip install --quiet -r requirements.txt \
-    || fail "pip could not install requirements.txt (see pip's message above; network or disk space?)"
-  PYTHONWARNINGS=ignore "$VENV/bin/python" -m pip install --quiet --no-deps --no-build-isolation -e . \
-    || fail "could not install course_lib in editable mode"
+  uv=$(find_uv)
+  if [ -n "$uv" ]; then
+    echo "installing $LOCK into $VENV with $uv (first time: several GB)"
+    "$uv" pip sync --quiet --python "$VENV/bin/python" --require-hashes "$LOCK" \
+      || fail "uv could not install $LOCK (see uv's message above; network or disk space?)"
+    "$uv" pip install --quiet --python "$VENV/bin/python" --no-deps --no-build-isolation -e . \
+      || fail "could not install course_lib in editable mode"
+  else
+    echo "uv is not available (none on PATH, and pip could not install uv==$UV_VERSION): installing $LOCK with pip (slower)"
+    "$VENV/bin/python" -m pip install --quiet -r "$LOCK" \
+      || fail "pip could not install $LOCK (see pip's message above; network or disk space?)"
+    PYTHONWARNINGS=ignore "$VENV/bin/python" -m pip install --quiet --no-deps --no-build-isolation -e . \
+      || fail "could not install course_lib in editable mode"
+  fi
   echo "$wanted" > "$STAMP"
 fi
 
@@ -56,4 +78,5 @@ if [ "$register_kernel" = 1 ]; then
     --display-name "PyTorch Foundations (.venv)" || fail "could not register the Jupyter kernel"
 fi
 
-"$VENV/bin/python" -m course_lib check-env || fail "environment check failed (see [FAIL] lines above)"
+# a failed check makes the next run install again (uv sync puts back what differs from the lock)
+"$VENV/bin/python" -m course_lib check-env || { rm -f "$STAMP"; fail "environment check failed (see [FAIL] lines above)"; }

@@ -21,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--output-dir", help="write executed copies here (default: build/executed)")
     where.add_argument("--in-place", action="store_true", help="replace the notebooks themselves")
     run.add_argument("--timeout", type=int, default=600, help="seconds allowed per cell (default 600)")
+    run.add_argument("--jobs", "-j", type=int, default=1, help="notebooks to run at once (default 1)")
 
     learner = sub.add_parser("learner-copy", help="write notebooks with exercise solutions removed")
     learner.add_argument("paths", nargs="*", default=["notebooks"], metavar="NOTEBOOK|DIR")
@@ -44,10 +45,10 @@ def main(argv: list[str] | None = None) -> int:
 
             write_learner_copies([Path(p) for p in notebooks], Path(args.output_dir))
             return 0
-        if args.timeout <= 0:
-            raise ValueError(f"--timeout must be a positive number of seconds, got {args.timeout}")
+        if args.timeout <= 0 or args.jobs <= 0:
+            raise ValueError(f"--timeout and --jobs must be positive, got {args.timeout} and {args.jobs}")
         params = {name: parse_value(value) for name, value in args.parameter}
-        results = run(notebooks, params, args.output_dir, args.in_place, args.timeout)
+        results = run(notebooks, params, args.output_dir, args.in_place, args.timeout, args.jobs)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import nbformat
@@ -87,19 +88,59 @@ def test_bad_paths_and_options(workdir: Path, capsys) -> None:
     assert main(["run", str(workdir / "missing.ipynb")]) == 2
     assert "expected a notebook" in capsys.readouterr().err
     assert main(["run", str(tiny_notebook(workdir / "t.ipynb")), "--timeout", "0"]) == 2
+    assert main(["run", str(workdir / "t.ipynb"), "--jobs", "0"]) == 2
+    assert "--jobs must be positive" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["run", "x.ipynb", "--in-place", "--output-dir", "y"])
 
 
-def test_normalize_merges_adjacent_streams_only() -> None:
+def test_normalize_strips_run_metadata_and_fixes_the_injected_cell_id() -> None:
     nb = new_notebook()
-    cell = new_code_cell("x")
-    cell.outputs = [new_output("stream", name="stdout", text="a"), new_output("stream", name="stdout", text="b"),
-                    new_output("stream", name="stderr", text="c"), new_output("stream", name="stdout", text="d")]
-    cell.metadata["execution"] = {"iopub.execute_input": "2026-01-01"}
-    nb.cells = [cell]
+    cell, injected = new_code_cell("x"), new_code_cell("n = 2")
+    cell.outputs = [new_output("stream", name="stdout", text="a")]
+    cell.metadata["papermill"] = {"duration": 0.5}
+    cell.metadata["ExecuteTime"] = {"end_time": "2026-01-01"}
+    injected.metadata["tags"] = ["injected-parameters"]
+    nb.cells = [cell, injected]
     nb.metadata["papermill"] = {"duration": 1.0}
     normalize(nb)
-    assert [(o.name, o.text) for o in nb.cells[0].outputs] == [("stdout", "ab"), ("stderr", "c"), ("stdout", "d")]
-    assert "execution" not in nb.cells[0].metadata and "papermill" not in nb.metadata
+    assert nb.cells[0].metadata == {} and "papermill" not in nb.metadata
+    assert nb.cells[0].outputs == [new_output("stream", name="stdout", text="a")]
+    assert nb.cells[1].id == "injected-parameters"
+
+
+def barrier_notebook(path: Path, seconds_after: float) -> Path:
+    """A notebook that waits until every notebook in its folder has started, then sleeps ``seconds_after``."""
+    nb = new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                               "language": "python"}})
+    nb.cells = [new_code_cell(
+        "import pathlib, time\n"
+        f"pathlib.Path('{path.stem}.started').touch()\n"
+        "deadline = time.monotonic() + 60\n"
+        "while len(list(pathlib.Path('.').glob('*.started'))) < len(list(pathlib.Path('.').glob('*.ipynb'))):\n"
+        "    assert time.monotonic() < deadline, 'the other notebooks never started'\n"
+        "    time.sleep(0.05)\n"
+        f"time.sleep({seconds_after})\n"
+        "print('all running at once')")]
+    nbformat.write(nb, path)
+    return path
+
+
+def test_jobs_runs_notebooks_at_once_and_keeps_their_order(tmp_path: Path, capsys) -> None:
+    # each notebook blocks until all have started, so this passes only if they run at the same time
+    folder = tmp_path / "nbs"
+    folder.mkdir()
+    barrier_notebook(folder / "n1_slow.ipynb", 2.0)
+    barrier_notebook(folder / "n2_fast.ipynb", 0.0)
+    assert main(["run", str(folder), "--jobs", "2", "--output-dir", str(tmp_path / "out")]) == 0
+    captured = capsys.readouterr()
+    rows = [line.split()[0] for line in captured.out.splitlines()[1:-1]]
+    assert rows == ["n1_slow.ipynb", "n2_fast.ipynb"]  # the summary keeps the notebooks' order
+    # not a terminal: one plain line per finished notebook, in the order they finished, no bar
+    lines = captured.err.splitlines()
+    assert len(lines) == 2 and "\r" not in captured.err
+    assert re.fullmatch(r"\[1/2\] n2_fast ok \d+\.\d s", lines[0]), lines
+    assert re.fullmatch(r"\[2/2\] n1_slow ok \d+\.\d s", lines[1]), lines
+    out = nbformat.read(tmp_path / "out" / "n1_slow.ipynb", as_version=4)
+    assert out.cells[0].outputs[0].text == "all running at once\n"
 

@@ -1,4 +1,8 @@
-"""``python -m course_lib check-env``: one line per required package, so a bug report starts from facts."""
+"""``python -m course_lib check-env``: one line per required package, so a bug report starts from facts.
+
+The top-level pins of ``requirements.txt`` get a line each; the rest of the stack is compared with
+``requirements.lock`` (the file ``setup_env.sh`` installs) and only a difference gets a line.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from pathlib import Path
 
 from course_lib.env import repo_root
 
-MIN_PYTHON = (3, 10)
+MIN_PYTHON = (3, 11)
 _PIN = re.compile(r"^\s*([A-Za-z0-9_.\-\[\]]+)\s*==\s*([^\s;#]+)")
 
 
@@ -23,18 +27,41 @@ def read_pins(requirements: Path) -> dict[str, str]:
     return pins
 
 
-def check_packages(pins: dict[str, str]) -> list[tuple[bool, str]]:
+def read_lock(lock: Path) -> dict[str, str]:
+    """Return ``{package: version}`` for the entries of a uv lock (requirements format) whose markers hold here."""
+    from packaging.requirements import Requirement
+
+    pins = {}
+    for line in lock.read_text().splitlines():
+        if line[:1].isalnum():  # an entry; its hashes and "# via" notes are indented, comments start with '#'
+            req = Requirement(line.rstrip(" \\"))
+            if req.marker is None or req.marker.evaluate():
+                pins[req.name] = next(iter(req.specifier)).version
+    return pins
+
+
+def check_packages(pins: dict[str, str], source: str = "required {}") -> list[tuple[bool, str]]:
     """Compare installed versions with the pins; return ``(ok, line)`` per package."""
     rows = []
     for name, wanted in pins.items():
         try:
             found = metadata.version(name)
         except metadata.PackageNotFoundError:
-            rows.append((False, f"[FAIL] {name}: not installed (required {wanted})"))
+            rows.append((False, f"[FAIL] {name}: not installed ({source.format(wanted)})"))
             continue
         ok = found == wanted or found.split("+")[0] == wanted.split("+")[0]
-        rows.append((ok, f"[{'OK' if ok else 'FAIL'}] {name} {found}" + ("" if ok else f" (required {wanted})")))
+        rows.append((ok, f"[{'OK' if ok else 'FAIL'}] {name} {found}" + ("" if ok else f" ({source.format(wanted)})")))
     return rows
+
+
+def check_lock(lock: Path, checked: dict[str, str]) -> list[tuple[bool, str]]:
+    """Compare the packages of ``lock`` not in ``checked`` with what is installed: a line per difference."""
+    from packaging.utils import canonicalize_name
+
+    skip = {canonicalize_name(name) for name in checked}
+    rest = {name: version for name, version in read_lock(lock).items() if canonicalize_name(name) not in skip}
+    rows = check_packages(rest, source=f"locked {{}} in {lock.name}")
+    return [row for row in rows if not row[0]] or [(True, f"[OK] {lock.name}: {len(rows)} other packages match")]
 
 
 def describe_torch() -> list[tuple[bool, str]]:
@@ -51,15 +78,15 @@ def describe_torch() -> list[tuple[bool, str]]:
     return [(True, f"[OK] torch build: {build}; device 'auto' -> {device.type}{extra}")]
 
 
-def main(requirements: Path | None = None) -> int:
+def main(requirements: Path | None = None, lock: Path | None = None) -> int:
     """Print the report and return 0 when everything is OK, 1 otherwise."""
     rows = [(sys.version_info >= MIN_PYTHON, "[{}] python {}.{}.{} (required >= {}.{})".format(
         "OK" if sys.version_info >= MIN_PYTHON else "FAIL", *sys.version_info[:3], *MIN_PYTHON))]
-    path = requirements or repo_root() / "requirements.txt"
-    if path.exists():
-        rows += check_packages(read_pins(path))
-    else:
-        rows.append((False, f"[FAIL] requirements file not found: {path.name}"))
+    requirements = requirements or repo_root() / "requirements.txt"
+    lock = lock or repo_root() / "requirements.lock"
+    rows += [(False, f"[FAIL] requirements file not found: {p.name}") for p in (requirements, lock) if not p.exists()]
+    pins = read_pins(requirements) if requirements.exists() else {}
+    rows += check_packages(pins) + (check_lock(lock, pins) if lock.exists() else [])
     rows += describe_torch()
     for _, line in rows:
         print(line)

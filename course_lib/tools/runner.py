@@ -1,9 +1,9 @@
 """``python -m course_lib run``: execute notebooks with papermill, reproducibly.
 
 Each notebook runs in a child process (so the kernel's peak memory can be read from
-``getrusage``), into a temporary file that replaces the target only when the run succeeds.
-Volatile metadata is stripped and adjacent stream outputs merged, so regenerating an unchanged
-notebook gives the same bytes.
+``getrusage``), into a temporary file that replaces the target only when the run succeeds; ``jobs``
+of them at a time. nbclient merges stream outputs and records no timings, and papermill's metadata
+is stripped, so regenerating an unchanged notebook gives the same bytes.
 """
 
 from __future__ import annotations
@@ -15,17 +15,20 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import nbformat
+from tqdm.auto import tqdm
 
 from course_lib.env import display_path
 
 KERNEL = "python3"
 # Applied to every kernel the course starts (runner and tests), so outputs do not depend on the caller.
 KERNEL_ENV = {"TQDM_DISABLE": "1", "PYTHONHASHSEED": "0", "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
+# papermill's per-cell record, and what editors save: timings (JupyterLab's recordTiming, ExecuteTime), view state
 _VOLATILE_CELL_KEYS = ("papermill", "execution", "ExecuteTime", "collapsed", "scrolled")
 
 
@@ -74,7 +77,7 @@ def notebook_parameters(path: Path) -> dict[str, Any]:
 
 
 def normalize(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """Strip run-to-run metadata and merge adjacent stream outputs, in place; return ``nb``."""
+    """Strip run-to-run metadata and give the injected parameters cell a fixed id, in place; return ``nb``."""
     for key in ("papermill", "widgets"):
         nb.metadata.pop(key, None)
     for index, cell in enumerate(nb.cells):
@@ -84,22 +87,7 @@ def normalize(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
             cell["id"] = "injected-parameters"
         elif not cell.get("id"):
             cell["id"] = f"cell-{index:03d}"
-        if cell.cell_type == "code":
-            cell.outputs = _merge_streams(cell.outputs)
     return nb
-
-
-def _merge_streams(outputs: list) -> list:
-    merged: list = []
-    for out in outputs:
-        out.pop("transient", None)
-        prev = merged[-1] if merged else None
-        if (out.output_type == "stream" and prev is not None and prev.output_type == "stream"
-                and prev.name == out.name):
-            prev.text = "".join(prev.text) + "".join(out.text)
-        else:
-            merged.append(out)
-    return merged
 
 
 def execute(src: Path, target: Path, parameters: dict[str, Any], timeout: int | None) -> RunResult:
@@ -145,7 +133,7 @@ def _child(job: dict) -> dict:
     try:
         pm.execute_notebook(job["src"], job["dst"], parameters=job["parameters"], kernel_name=KERNEL,
                             cwd=str(Path(job["src"]).parent), execution_timeout=job["timeout"],
-                            progress_bar=False, log_output=False)
+                            progress_bar=False, log_output=False, record_timing=False, coalesce_streams=True)
     except pm.PapermillExecutionError as exc:
         error = f"cell {exc.exec_count}: {exc.ename}: {exc.evalue}"
     except Exception as exc:  # timeouts, dead kernels: report in one line, not a traceback wall
@@ -163,38 +151,41 @@ def _children_peak_mib() -> float | None:
 
 
 def run(paths: list[str], parameters: dict[str, Any], output_dir: str | None, in_place: bool,
-        timeout: int | None) -> list[RunResult]:
-    """Run every notebook in ``paths`` and print a summary table; return the results."""
+        timeout: int | None, jobs: int = 1) -> list[RunResult]:
+    """Run every notebook in ``paths``, ``jobs`` at a time, and print a summary table; return the results.
+
+    Progress goes to stderr: a bar in a terminal, else one line per finished notebook.
+    """
     if in_place and output_dir:
         raise ValueError("choose one of --output-dir and --in-place, not both")
     notebooks = find_notebooks(paths)
     out = Path(output_dir or "build/executed")
-    results = []
-    bar = _progress(len(notebooks))
-    for src in notebooks:
-        if bar is not None:
-            bar.set_description(src.name)
+
+    def run_one(src: Path) -> RunResult:
         unknown = sorted(set(parameters) - set(notebook_parameters(src)))
         if unknown:
             allowed = ", ".join(notebook_parameters(src)) or "none"
             error = f"unknown parameter(s) {', '.join(unknown)}; this notebook takes: {allowed}"
-            results.append(RunResult(src, False, 0.0, None, error=error))
-        else:
-            results.append(execute(src, src if in_place else out / src.name, parameters, timeout))
-        if bar is not None:
+            return RunResult(src, False, 0.0, None, error=error)
+        return execute(src, src if in_place else out / src.name, parameters, timeout)
+
+    tty, total = sys.stderr.isatty(), len(notebooks)
+    bar = tqdm(total=total, unit="notebook", file=sys.stderr, leave=False, disable=not tty or total < 2)
+    pool = ThreadPoolExecutor(jobs)
+    try:
+        futures = [pool.submit(run_one, src) for src in notebooks]
+        for done, future in enumerate(as_completed(futures), 1):
+            r = future.result()
             bar.update()
-    if bar is not None:
+            if not tty:
+                print(f"[{done}/{total}] {r.notebook.stem} {'ok' if r.ok else 'FAILED'} {r.seconds:.1f} s",
+                      file=sys.stderr, flush=True)
+    finally:
+        pool.shutdown(cancel_futures=True)  # after Ctrl-C, start no more notebooks
         bar.close()
+    results = [future.result() for future in futures]
     print_summary(results)
     return results
-
-
-def _progress(total: int):
-    if total < 2:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, unit="notebook", file=sys.stderr, leave=False, disable=False)
 
 
 def print_summary(results: list[RunResult]) -> None:
