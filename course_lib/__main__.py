@@ -7,6 +7,13 @@ import sys
 from pathlib import Path
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number > 0."""
+    if not text.isdigit() or int(text) <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number, got {text!r}")
+    return int(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for all sub-commands."""
     parser = argparse.ArgumentParser(prog="python -m course_lib", description=__doc__)
@@ -18,10 +25,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                      help="override a value of the notebook's parameters cell (repeatable)")
     where = run.add_mutually_exclusive_group()
-    where.add_argument("--output-dir", help="write executed copies here (default: build/executed)")
+    where.add_argument("--output-dir", default="build/executed",
+                       help="write executed copies here (default: build/executed)")
     where.add_argument("--in-place", action="store_true", help="replace the notebooks themselves")
-    run.add_argument("--timeout", type=int, default=600, help="seconds allowed per cell (default 600)")
-    run.add_argument("--jobs", "-j", type=int, default=1, help="notebooks to run at once (default 1)")
+    run.add_argument("--timeout", type=positive_int, default=600, help="seconds allowed per cell (default 600)")
+    run.add_argument("--jobs", "-j", type=positive_int, default=1, help="notebooks to run at once (default 1)")
 
     learner = sub.add_parser("learner-copy", help="write notebooks with exercise solutions removed")
     learner.add_argument("paths", nargs="*", default=["notebooks"], metavar="NOTEBOOK|DIR")
@@ -39,16 +47,14 @@ def main(argv: list[str] | None = None) -> int:
     from course_lib.tools.runner import find_notebooks, parse_value, run
 
     try:
-        notebooks = [str(p) for p in find_notebooks(args.paths)]
+        notebooks = find_notebooks(args.paths)
         if args.command == "learner-copy":
             from course_lib.tools.learner import write_learner_copies
 
-            write_learner_copies([Path(p) for p in notebooks], Path(args.output_dir))
+            write_learner_copies(notebooks, Path(args.output_dir))
             return 0
-        if args.timeout <= 0 or args.jobs <= 0:
-            raise ValueError(f"--timeout and --jobs must be positive, got {args.timeout} and {args.jobs}")
         params = {name: parse_value(value) for name, value in args.parameter}
-        results = run(notebooks, params, args.output_dir, args.in_place, args.timeout, args.jobs)
+        results = run(notebooks, params, None if args.in_place else Path(args.output_dir), args.timeout, args.jobs)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -87,9 +87,11 @@ def test_unknown_parameter_is_refused_before_running(workdir: Path, capsys) -> N
 def test_bad_paths_and_options(workdir: Path, capsys) -> None:
     assert main(["run", str(workdir / "missing.ipynb")]) == 2
     assert "expected a notebook" in capsys.readouterr().err
-    assert main(["run", str(tiny_notebook(workdir / "t.ipynb")), "--timeout", "0"]) == 2
-    assert main(["run", str(workdir / "t.ipynb"), "--jobs", "0"]) == 2
-    assert "--jobs must be positive" in capsys.readouterr().err
+    for option in ("--timeout", "--jobs"):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["run", str(tiny_notebook(workdir / "t.ipynb")), option, "0"])
+        assert exit_info.value.code == 2  # argparse's usage error, before anything runs
+        assert "must be a positive whole number, got '0'" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["run", "x.ipynb", "--in-place", "--output-dir", "y"])
 

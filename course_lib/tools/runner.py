@@ -150,24 +150,20 @@ def _children_peak_mib() -> float | None:
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
 
 
-def run(paths: list[str], parameters: dict[str, Any], output_dir: str | None, in_place: bool,
-        timeout: int | None, jobs: int = 1) -> list[RunResult]:
-    """Run every notebook in ``paths``, ``jobs`` at a time, and print a summary table; return the results.
+def run(notebooks: list[Path], parameters: dict[str, Any], out_dir: Path | None, timeout: int | None,
+        jobs: int = 1) -> list[RunResult]:
+    """Run ``notebooks``, ``jobs`` at a time, into ``out_dir`` (``None``: in place); print a summary.
 
     Progress goes to stderr: a bar in a terminal, else one line per finished notebook.
     """
-    if in_place and output_dir:
-        raise ValueError("choose one of --output-dir and --in-place, not both")
-    notebooks = find_notebooks(paths)
-    out = Path(output_dir or "build/executed")
 
     def run_one(src: Path) -> RunResult:
-        unknown = sorted(set(parameters) - set(notebook_parameters(src)))
+        declared = notebook_parameters(src)
+        unknown = sorted(set(parameters) - set(declared))
         if unknown:
-            allowed = ", ".join(notebook_parameters(src)) or "none"
-            error = f"unknown parameter(s) {', '.join(unknown)}; this notebook takes: {allowed}"
+            error = f"unknown parameter(s) {', '.join(unknown)}; this notebook takes: {', '.join(declared) or 'none'}"
             return RunResult(src, False, 0.0, None, error=error)
-        return execute(src, src if in_place else out / src.name, parameters, timeout)
+        return execute(src, out_dir / src.name if out_dir else src, parameters, timeout)
 
     tty, total = sys.stderr.isatty(), len(notebooks)
     bar = tqdm(total=total, unit="notebook", file=sys.stderr, leave=False, disable=not tty or total < 2)
