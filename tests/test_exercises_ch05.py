@@ -10,7 +10,7 @@ from course_lib.exercises import ExerciseFailed
 from course_lib.exercises.ch05 import check_largest_all_gather, check_shard_rows, check_zero_bytes
 from course_lib.memory import count_parameters
 from course_lib.models import SimpleCNN
-from course_lib.sharding import shard_rows, zero_bytes_per_rank
+from course_lib.fsdp import shard_rows, zero_bytes_per_rank
 
 N_PARAMS = count_parameters(SimpleCNN(channels=(32, 64), hidden=320))  # the model notebook 05 trains
 WORLD_SIZE = 2

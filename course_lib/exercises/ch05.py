@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from course_lib.exercises import attempt, expect, expect_close, passed
-from course_lib.sharding import PARTS, shard_rows, zero_bytes_per_rank
+from course_lib.fsdp import PARTS, shard_rows, zero_bytes_per_rank
 
 _WHAT_STAGE_SHARDS = {0: "nothing (DDP)", 1: "the optimizer state", 2: "the optimizer state and the gradients",
                       3: "the optimizer state, the gradients and the parameters"}
