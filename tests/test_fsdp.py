@@ -21,7 +21,6 @@ from pathlib import Path
 import psutil
 import pytest
 import torch
-
 from course_lib.distributed import (
     RunSpec,
     WorkerFailed,
@@ -31,9 +30,10 @@ from course_lib.distributed import (
     rank_slice,
     run_in_turns,
 )
+from course_lib.sharding import padding_elements, shard_rows, zero_bytes_per_rank
+
 from course_lib.memory import count_parameters
 from course_lib.models import SimpleCNN
-from course_lib.sharding import padding_elements, shard_rows, zero_bytes_per_rank
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "train_pytorch_fsdp.py"
