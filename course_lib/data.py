@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_digits
 from sklearn.model_selection import train_test_split
-from torch.utils.data import Sampler
+from torch.utils.data import DataLoader, DistributedSampler, Sampler, TensorDataset
 
 from course_lib.env import check_float, check_int
 
@@ -191,3 +191,21 @@ def batch_slices(n_samples: int, batch_size: int) -> list[slice]:
 def batch_indices(order: np.ndarray, batch_size: int) -> list[np.ndarray]:
     """Split one epoch's order into consecutive batches; the last one may be smaller."""
     return [order[rows] for rows in batch_slices(len(order), batch_size)]
+
+
+def rank_batches(X: torch.Tensor, y: torch.Tensor, global_batch_size: int, rank: int = 0, world_size: int = 1,
+                 seed: int = 0) -> DataLoader:
+    """This rank's share of every shuffled global batch: ``global_batch_size // world_size`` samples each.
+
+    ``DistributedSampler`` deals one seeded permutation out to the ranks, so the ranks' batches of step k
+    together form the same global batch for any ``world_size`` (incomplete batches dropped). Call
+    ``loader.sampler.set_epoch(epoch)`` before each epoch for a new order.
+    """
+    check_int("world_size", world_size, min_value=1)
+    check_int("rank", rank, min_value=0, max_value=world_size - 1)
+    check_int("global_batch_size", global_batch_size, min_value=world_size, max_value=len(X))
+    if global_batch_size % world_size:
+        raise ValueError(f"global_batch_size must be divisible by world_size ({world_size}), got {global_batch_size}")
+    dataset = TensorDataset(X, y)
+    sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=True)
+    return DataLoader(dataset, batch_size=global_batch_size // world_size, sampler=sampler, drop_last=True)

@@ -1,6 +1,6 @@
 """Every plot of the course: loss curves and descent paths, autograd graphs, CNN filters and feature maps,
-training histories, and ZeRO memory bars. Each figure answers one question and has a title, axis labels
-and, where there are several lines, a legend.
+training histories, and ZeRO memory bars (``draw_zero_stages``). Each figure answers one question and has a
+title, axis labels and, where there are several lines, a legend.
 """
 
 from __future__ import annotations
@@ -15,7 +15,11 @@ import torch
 from IPython.display import HTML
 from torchvision.utils import make_grid
 
+from course_lib.env import check_int
+from course_lib.fsdp import PARTS, SHARDED_FROM_STAGE, bytes_per_param
 from course_lib.training import History
+
+PART_COLORS = {"params": "#2b6cb0", "grads": "#dd6b20", "optimizer": "#38a169"}  # training state, in every figure
 
 
 def plot_loss_curves(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], title: str, xlabel: str = "epoch",
@@ -145,8 +149,6 @@ def side_by_side(left: str, right: str, left_title: str = "NumPy", right_title: 
     return HTML(f"<table><tr>{cells}</tr></table>")
 
 
-
-
 def draw_chain(labels: list[str], title: str, edge_labels: list[str] | None = None,
                ax: plt.Axes | None = None) -> plt.Axes:
     """Draw a linear computation graph top to bottom: one box per label, labelled arrows between them."""
@@ -167,4 +169,45 @@ def draw_chain(labels: list[str], title: str, edge_labels: list[str] | None = No
     ax.set_ylim(-0.6, len(labels) - 0.4)
     ax.set_title(title)
     ax.axis("off")
+    return ax
+
+
+def draw_zero_stages(world_size: int = 2, ax: plt.Axes | None = None) -> plt.Axes:
+    """Draw what each rank holds (bytes per parameter, fp32 + AdamW) under DP, DDP, ZeRO-1, ZeRO-2 and FSDP."""
+    check_int("world_size", world_size, min_value=1, max_value=8)
+    per_param = bytes_per_param("fp32")
+    groups = [("DP (nn.DataParallel): one process; GPU 0 steps, then re-copies the model to the others", -1),
+              ("DDP = ZeRO-0: every rank holds everything; all-reduce averages the gradients", 0),
+              ("ZeRO-1: shard the optimizer state", 1),
+              ("ZeRO-2: also shard the gradients (reduce-scatter instead of all-reduce)", 2),
+              ("FSDP = ZeRO-3: also shard the parameters (all-gather each layer just before use)", 3)]
+    if ax is None:
+        _, ax = plt.subplots(figsize=(10, 0.45 * (world_size + 1.4) * len(groups) + 0.8))
+    y, ticks, labels = 0.0, [], []
+    for title, stage in groups:
+        ax.text(0, y - 0.75, title, fontsize=10, fontweight="bold", va="center")
+        for rank in range(world_size):
+            left = 0.0
+            for part in PARTS:
+                sharded = stage >= SHARDED_FROM_STAGE[part]
+                width = per_param[part] / (world_size if sharded else 1)
+                if stage == -1 and part == "optimizer" and rank > 0:
+                    width = 0.0  # DP: only GPU 0 runs the optimizer
+                ax.barh(y, width, left=left, color=PART_COLORS[part], edgecolor="white",
+                        hatch="//" if sharded else None, label=part if (stage, rank) == (-1, 0) else None)
+                if sharded:
+                    ax.text(left + width / 2, y, f"1/{world_size}", ha="center", va="center", color="white",
+                            fontsize=8)
+                left += width
+            ax.text(left + 0.15, y, f"{left:g} B", va="center", fontsize=9)
+            ticks.append(y)
+            labels.append(f"GPU {rank}" if stage == -1 else f"rank {rank}")
+            y += 1
+        y += 1.1
+    ax.set_yticks(ticks, labels)
+    ax.set_ylim(y - 1.4, -1.4)
+    ax.set_xlim(0, 18.5)
+    ax.set_xlabel("bytes per model parameter held by each rank (float32 + AdamW; hatched = a 1/N shard)")
+    ax.set_title(f"Who holds what with {world_size} ranks: sharding the training state stage by stage")
+    ax.legend(loc="lower right")
     return ax

@@ -20,6 +20,7 @@ from course_lib.data import (
     imbalanced_split,
     make_linear_data,
     minibatches,
+    rank_batches,
 )
 
 
@@ -144,3 +145,20 @@ def test_batching_rejects_a_bad_batch_size() -> None:
         batch_slices(4, 0)
     with pytest.raises(ValueError, match="batch_size must be an int >= 1, got 0"):
         batch_indices(np.arange(4), 0)
+
+
+@pytest.mark.parametrize("world_size", [1, 2, 3, 4])
+def test_rank_batches_together_form_the_same_global_batches_for_any_world_size(world_size: int) -> None:
+    X, y = torch.arange(100.0)[:, None], torch.arange(100)
+    global_batches = [yb for _, yb in rank_batches(X, y, 12, seed=3)]
+    loaders = [rank_batches(X, y, 12, rank, world_size, seed=3) for rank in range(world_size)]
+    per_rank = [[yb for _, yb in loader] for loader in loaders]
+    assert len(global_batches) == 100 // 12 and all(len(steps) == len(global_batches) for steps in per_rank)
+    for step, batch in enumerate(global_batches):
+        together = torch.cat([steps[step] for steps in per_rank])
+        assert len(together) == 12 and sorted(together.tolist()) == sorted(batch.tolist())
+    for loader in loaders:
+        loader.sampler.set_epoch(1)
+    assert not torch.equal(next(iter(loaders[0]))[1], per_rank[0][0])  # a new order each epoch
+    with pytest.raises(ValueError, match=r"global_batch_size must be divisible by world_size \(5\), got 12"):
+        rank_batches(X, y, 12, 0, 5)

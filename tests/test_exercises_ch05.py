@@ -8,9 +8,9 @@ import pytest
 
 from course_lib.exercises import ExerciseFailed
 from course_lib.exercises.ch05 import check_largest_all_gather, check_shard_rows, check_zero_bytes
+from course_lib.fsdp import ParamShard, shard_rows, zero_bytes_per_rank
 from course_lib.memory import count_parameters
 from course_lib.models import SimpleCNN
-from course_lib.sharding import shard_rows, zero_bytes_per_rank
 
 N_PARAMS = count_parameters(SimpleCNN(channels=(32, 64), hidden=320))  # the model notebook 05 trains
 WORLD_SIZE = 2
@@ -19,10 +19,10 @@ SHAPES = {"conv1": [[32, 1, 3, 3], [32]], "fc1": [[320, 256], [320]], "fc2": [[1
 GATHERED = {layer: 4 * sum(math.prod(s) for s in shapes) for layer, shapes in SHAPES.items()}
 
 
-def _shards(world_size: int) -> list[list[dict]]:
+def _shards(world_size: int) -> list[list[ParamShard]]:
     """What the ranks of a run report: the local rows of each parameter (torch.chunk)."""
-    facts = [(f"{layer}.{i}", shape) for layer, shapes in SHAPES.items() for i, shape in enumerate(shapes)]
-    return [[{"name": name, "global_shape": shape, "local_shape": [shard_rows(shape[0], world_size)[rank], *shape[1:]]}
+    facts = [(f"{layer}.{i}", tuple(shape)) for layer, shapes in SHAPES.items() for i, shape in enumerate(shapes)]
+    return [[ParamShard(name, shape, (shard_rows(shape[0], world_size)[rank], *shape[1:]), ("S(0)",), "float32")
              for name, shape in facts] for rank in range(world_size)]
 
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
 
 from course_lib.exercises import attempt, expect, expect_close, passed
-from course_lib.sharding import PARTS, shard_rows, zero_bytes_per_rank
+from course_lib.fsdp import PARTS, ParamShard, shard_rows, zero_bytes_per_rank
 
 _WHAT_STAGE_SHARDS = {0: "nothing (DDP)", 1: "the optimizer state", 2: "the optimizer state and the gradients",
                       3: "the optimizer state, the gradients and the parameters"}
@@ -40,7 +39,7 @@ def check_zero_bytes(fn: Callable[[int, int, int], dict[str, float]], measured: 
                   f"FSDP {sum(measured['fsdp'].values()):,.0f} B per rank")
 
 
-def check_shard_rows(fn: Callable[[int, int], list[int]], shards: list[list[dict[str, Any]]]) -> None:
+def check_shard_rows(fn: Callable[[int, int], list[int]], shards: list[list[ParamShard]]) -> None:
     """Exercise 5.2: rows of dim 0 per rank, as FSDP2 splits them; ``shards[rank]`` are the run's shard facts."""
     title = "Exercise 5.2 (rows per rank)"
     for dim0, N in [(8, 2), (10, 4), (3, 4), (320, 3), (1, 1)]:
@@ -51,10 +50,10 @@ def check_shard_rows(fn: Callable[[int, int], list[int]], shards: list[list[dict
                f"every rank gets ceil({dim0}/{N}) = {math.ceil(dim0 / N)} rows until the rows run out")
     world_size = len(shards)
     for i, fact in enumerate(shards[0]):
-        measured = [rank_facts[i]["local_shape"][0] for rank_facts in shards]
-        predicted = list(fn(fact["global_shape"][0], world_size))
+        measured = [rank_facts[i].local_shape[0] for rank_facts in shards]
+        predicted = list(fn(fact.global_shape[0], world_size))
         expect(title, predicted == measured,
-               f"{fact['name']} {fact['global_shape']}: the run's ranks held {measured} rows, "
+               f"{fact.name} {fact.global_shape}: the run's ranks held {measured} rows, "
                f"you predicted {predicted}")
     passed(title, f"matches torch.chunk and the local shapes of all {len(shards[0])} parameters in the run")
 

@@ -1,0 +1,314 @@
+"""course_lib.fsdp and the FSDP script, run with real processes.
+
+Default: sharded training equals single-process training (2 ranks, float64 and float32) and issues the
+collectives its units imply; a rank that raises ends the job fast with its traceback; a hung collective
+ends with the process-group timeout; no process or port is left behind; the script gives the same
+results on 1 rank (in-process), on 2 (torchrun) and on 2 "machines" x 1 rank (two torchruns, one c10d
+rendezvous). Opt-in (``pytest --run-slow``): 2 machines x 2 ranks against 1 x 4, the 2-rank job started
+20 times in a row without a failure (the shutdown race of ``exit_process``), run_fsdp.sh.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import torch
+import torch.distributed as dist
+from torch.multiprocessing import ProcessRaisedException
+
+from course_lib import fsdp, roundoff
+from course_lib.fsdp import RunSpec, free_port, launch, new_run_dir, padding_elements, run_in_turns, shard_rows
+from course_lib.fsdp import zero_bytes_per_rank as zero_bytes
+from course_lib.memory import count_parameters
+from course_lib.models import SimpleCNN
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "scripts" / "train_pytorch_fsdp.py"
+TORCHRUN_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+
+
+def _leftover_processes() -> list[psutil.Process]:
+    """Live descendants of this test process, except multiprocessing's own resource tracker."""
+    return [p for p in psutil.Process().children(recursive=True)
+            if p.status() != psutil.STATUS_ZOMBIE and "resource_tracker" not in " ".join(p.cmdline())]
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as a new rendezvous server would bind
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _max_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    assert a.keys() == b.keys()
+    return max((a[k].double() - b[k].double()).abs().max().item() for k in a)
+
+
+def test_two_rank_fsdp_equals_single_process_and_issues_the_collectives_of_its_units(tmp_path: Path) -> None:
+    short = dict(max_steps=4, global_batch_size=96)
+    runs = [RunSpec("single64", strategy="single", dtype="float64", **short),
+            RunSpec("fsdp64", dtype="float64", profile=True, **short),
+            RunSpec("single32", strategy="single", **short),
+            RunSpec("fsdp32", **short)]
+    port = free_port()
+    results = launch(runs, world_size=2, run_dir=tmp_path, port=port)
+    assert not _leftover_processes() and _port_is_free(port)
+    state = {name: torch.load(tmp_path / f"{name}.pt", weights_only=True) for name in results}
+    assert _max_difference(state["fsdp64"], state["single64"]) < roundoff(torch.float64)
+    assert _max_difference(state["fsdp32"], state["single32"]) < roundoff(torch.float32, ulps=100)
+    model = SimpleCNN(channels=(32, 64), hidden=320)
+    layers = [name for name, layer in model.named_children() if any(True for _ in layer.parameters())]
+    for rank in range(2):
+        fsdp64, single = results["fsdp64"][rank], results["single64"][rank]
+        assert fsdp64.units == layers  # fully_shard on each layer; the root owns no parameter of its own
+        assert len(fsdp64.losses) == 4
+        assert max(abs(a - b) for a, b in zip(fsdp64.losses, single.losses, strict=True)) < roundoff(torch.float64)
+        for part in ("params", "grads", "optimizer"):  # every dim 0 is even: exactly half, no padding
+            assert 2 * fsdp64.memory[part] == single.memory[part] == 2 * fsdp64.memory[f"{part}_allocated"]
+        fc1 = next(f for f in fsdp64.shards if f.name == "fc1.weight")
+        assert (fc1.global_shape, fc1.local_shape, fc1.placements) == ((320, 256), (160, 256), ("S(0)",))
+        # Per unit and step: all-gather in forward and again in backward, one reduce-scatter of the gradients.
+        units = len(fsdp64.units)
+        assert fsdp64.collectives == {"all_gather": 2 * units, "reduce_scatter": units, "all_reduce": 0,
+                                      "broadcast": 0}
+    fsdp64 = results["fsdp64"][0]
+    assert fsdp64.gathered_after_forward == 0
+    assert fsdp64.gathered_during_forward == {name: 8 * count_parameters(layer) for name, layer in
+                                              model.named_children()}  # float64: 8 B, one unit at a time
+    assert results["single64"][0].memory["params"] == 8 * count_parameters(model)
+
+
+def _fail_in_second_step_on_rank_1(runs: list[RunSpec], out_dir: Path, timeout_s: float) -> list:
+    """A worker whose rank 1 raises in its second training step, while rank 0 waits in a collective."""
+    if os.environ["RANK"] == "1":
+        real_step, calls = fsdp.train_step, itertools.count()
+
+        def failing_step(*args: object) -> torch.Tensor:
+            if next(calls) == 1:
+                raise RuntimeError("rank 1: deliberate failure in the second step")
+            return real_step(*args)
+
+        fsdp.train_step = failing_step  # this process only: training() looks it up in the module
+    return fsdp.run_rank(runs, out_dir, timeout_s)
+
+
+def test_a_failing_rank_ends_the_job_fast_with_its_traceback(tmp_path: Path) -> None:
+    port, start = free_port(), time.monotonic()
+    with pytest.raises(ProcessRaisedException) as info:
+        launch([RunSpec("boom", max_steps=5)], world_size=2, run_dir=tmp_path, port=port,
+               worker=_fail_in_second_step_on_rank_1)
+    assert time.monotonic() - start < 60
+    assert info.value.error_index == 1
+    assert "Traceback" in str(info.value) and "in failing_step" in str(info.value)
+    assert "RuntimeError: rank 1: deliberate failure in the second step" in str(info.value)
+    assert not _leftover_processes() and _port_is_free(port)
+
+
+def _hang_on_rank_1(runs: list[RunSpec], out_dir: Path, timeout_s: float) -> list:
+    """A worker whose rank 1 never joins rank 0's collective."""
+    fsdp.setup_process_group(timeout_s)
+    if dist.get_rank() == 1:
+        time.sleep(600)
+    dist.all_reduce(torch.ones(1))
+    return []
+
+
+def test_a_hung_collective_ends_with_the_process_group_timeout(tmp_path: Path) -> None:
+    start = time.monotonic()
+    with pytest.raises(ProcessRaisedException) as info:
+        launch([RunSpec("hang")], world_size=2, run_dir=tmp_path, collective_timeout_s=3, worker=_hang_on_rank_1)
+    assert time.monotonic() - start < 60
+    assert info.value.error_index == 0  # the rank that waited: its all_reduce timed out
+    assert "timed out" in str(info.value).lower() or "timeout" in str(info.value).lower()
+    assert "all_reduce" in str(info.value)
+    assert not _leftover_processes()
+
+
+def test_bad_arguments_are_refused_before_anything_starts(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"global_batch_size must be divisible by world_size \(2\), got 95"):
+        launch([RunSpec("odd", global_batch_size=95)], world_size=2, run_dir=tmp_path)
+    with pytest.raises(ValueError, match="distinct names"):
+        launch([RunSpec("a"), RunSpec("a")], world_size=2, run_dir=tmp_path)
+    with pytest.raises(ValueError, match="strategy must be one of 'single', 'ddp', 'fsdp', got 'zero'"):
+        RunSpec("x", strategy="zero")
+    with pytest.raises(ValueError, match="are FSDP options"):
+        RunSpec("x", strategy="ddp", mixed_precision=True)
+    assert not list(tmp_path.iterdir())
+
+
+def test_run_in_turns_takes_one_step_of_each_run_until_all_have_finished() -> None:
+    order = []
+
+    def training(name: str, steps: int):
+        for step in range(steps):
+            order.append(f"{name}{step}")
+            yield
+        return name
+
+    assert run_in_turns([training("a", 3), training("b", 1)]) == ["a", "b"]
+    assert order == ["a0", "b0", "a1", "a2"]
+
+
+def test_new_run_dir_gives_each_launch_its_own_folder_and_keeps_the_newest(tmp_path: Path) -> None:
+    folders = [new_run_dir(tmp_path, keep=2) for _ in range(4)]
+    assert len(set(folders)) == 4 and all(folder.parent == tmp_path for folder in folders)
+    assert sorted(tmp_path.iterdir()) == folders[1:]  # the 2 newest earlier ones and the new one
+
+
+@pytest.mark.parametrize("world_size", [1, 2, 3, 4, 7])
+def test_shard_rows_and_padding_follow_torch_chunk(world_size: int) -> None:
+    for dim0 in (1, 3, 10, 32, 320):
+        chunks = torch.arange(dim0).chunk(world_size)
+        expected = [len(c) for c in chunks] + [0] * (world_size - len(chunks))
+        assert shard_rows(dim0, world_size) == expected
+        assert padding_elements((dim0, 5), world_size) == 5 * (world_size * max(expected) - dim0)
+
+
+def test_zero_bytes_per_rank() -> None:
+    assert zero_bytes(100, 4, 0) == {"params": 400, "grads": 400, "optimizer": 800}
+    assert zero_bytes(100, 4, 2) == {"params": 400, "grads": 100, "optimizer": 200}
+    assert zero_bytes(100, 4, 3, "mixed") == {"params": 50, "grads": 50, "optimizer": 300}
+    with pytest.raises(ValueError, match="stage must be one of 0, 1, 2, 3, got 4"):
+        zero_bytes(100, 4, 4)
+
+
+# ------------------------------------------------------------------------------------------------
+# The script: one process, torchrun, several "machines"
+# ------------------------------------------------------------------------------------------------
+
+def _script_main():
+    spec = importlib.util.spec_from_file_location("train_pytorch_fsdp", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+def _torchrun(nodes: list[list[str]], script_args: list[str], timeout_s: float = 240) -> list[str]:
+    """Start one torchrun per node (each with its own options), all at once; return their output.
+
+    Each runs in its own session: on a failure or a timeout the whole session (torchrun and its ranks)
+    is killed, so no process is left behind.
+    """
+    procs = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", *options, str(SCRIPT), *script_args],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=TORCHRUN_ENV,
+                              start_new_session=True) for options in nodes]
+    outputs, deadline = [], time.monotonic() + timeout_s
+    try:
+        for proc in procs:
+            outputs.append(proc.communicate(timeout=max(1.0, deadline - time.monotonic()))[0])
+            assert proc.returncode == 0, outputs[-1]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+    return outputs
+
+
+def _rendezvous(nnodes: int, nproc_per_node: int) -> list[list[str]]:
+    """torchrun options for ``nnodes`` "machines" on 127.0.0.1 meeting at one c10d rendezvous."""
+    endpoint = f"127.0.0.1:{free_port()}"
+    return [[f"--nnodes={nnodes}", f"--nproc_per_node={nproc_per_node}", "--rdzv-backend=c10d",
+             f"--rdzv-endpoint={endpoint}", "--rdzv-id=test"]] * nnodes
+
+
+def _metrics(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def test_script_refuses_bad_options(capfd: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as info:
+        _script_main()(["--epochs", "0"])
+    assert info.value.code == 2
+    assert "epochs must be an int >= 1, got 0" in capfd.readouterr().err
+
+
+def test_script_gives_the_same_results_on_one_rank_two_ranks_and_two_machines(
+        tmp_path: Path, capfd: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.setenv(name, "")  # recorded, so that what the script sets is undone after the test
+        monkeypatch.delenv(name)
+    args = ["--epochs", "1", "--max-steps", "6", "--global-batch-size", "96"]
+    assert _script_main()(args + ["--out", str(tmp_path / "one.pt"), "--metrics-json", str(tmp_path / "one.json")]) == 0
+    printed = capfd.readouterr().out
+    for line in ("World size: 1", "FSDP units: conv1, conv2, fc1, fc2", "Epoch 1/1, Loss:", "Test Accuracy:",
+                 "Model saved to"):
+        assert line in printed
+    SimpleCNN(channels=(32, 64), hidden=320).load_state_dict(torch.load(tmp_path / "one.pt", weights_only=True))
+
+    [two_ranks] = _torchrun([["--standalone", "--nproc_per_node=2"]],
+                            args + ["--out", str(tmp_path / "two.pt"), "--metrics-json", str(tmp_path / "two.json")])
+    assert two_ranks.count("World size: 2") == 1  # rank 0 prints, rank 1 does not
+    _torchrun(_rendezvous(nnodes=2, nproc_per_node=1),
+              args + ["--out", str(tmp_path / "nodes.pt"), "--metrics-json", str(tmp_path / "nodes.json")])
+    one, two, nodes = (_metrics(tmp_path / f"{n}.json") for n in ("one", "two", "nodes"))
+    assert (one["world_size"], two["world_size"], nodes["world_size"]) == (1, 2, 2)
+    tolerance = roundoff(torch.float32, ulps=100)  # 1 rank vs 2: the same batch, summed in another order
+    assert max(abs(a - b) for a, b in zip(one["losses"], two["losses"], strict=True)) < tolerance
+    assert one["test_accuracy"] == two["test_accuracy"]
+    assert _max_difference(torch.load(tmp_path / "one.pt", weights_only=True),
+                           torch.load(tmp_path / "two.pt", weights_only=True)) < tolerance
+    # 2 machines x 1 rank vs 1 machine x 2 ranks: the same ranks doing the same arithmetic, bit for bit
+    assert (nodes["losses"], nodes["test_accuracy"]) == (two["losses"], two["test_accuracy"])
+    assert not _leftover_processes()
+
+
+# ------------------------------------------------------------------------------------------------
+# Opt-in: pytest --run-slow
+# ------------------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_two_machines_of_two_ranks_equal_one_machine_of_four(tmp_path: Path) -> None:
+    args = ["--epochs", "2"]
+    _torchrun(_rendezvous(nnodes=2, nproc_per_node=2),
+              args + ["--out", str(tmp_path / "nodes.pt"), "--metrics-json", str(tmp_path / "nodes.json")], 480)
+    _torchrun([["--standalone", "--nproc_per_node=4"]],
+              args + ["--out", str(tmp_path / "one.pt"), "--metrics-json", str(tmp_path / "one.json")], 480)
+    nodes, one = _metrics(tmp_path / "nodes.json"), _metrics(tmp_path / "one.json")
+    print(f"\n2 x 2 ranks: final loss {nodes['final_loss']:.6f}, test accuracy {nodes['test_accuracy']:.4f}; "
+          f"1 x 4 ranks: {one['final_loss']:.6f}, {one['test_accuracy']:.4f}")
+    assert (nodes["world_size"], one["world_size"]) == (4, 4)
+    assert (nodes["final_loss"], nodes["test_accuracy"]) == (one["final_loss"], one["test_accuracy"])
+    assert _max_difference(torch.load(tmp_path / "nodes.pt", weights_only=True),
+                           torch.load(tmp_path / "one.pt", weights_only=True)) == 0.0
+    assert not _leftover_processes()
+
+
+@pytest.mark.slow
+def test_stress_twenty_two_rank_launches_without_a_failure(tmp_path: Path) -> None:
+    runs = [RunSpec("fsdp", max_steps=2), RunSpec("ddp", strategy="ddp", max_steps=2)]
+    failures, start = [], time.monotonic()
+    for attempt in range(20):
+        try:
+            launch(runs, world_size=2, run_dir=new_run_dir(tmp_path))
+        except Exception as exc:  # noqa: BLE001 - every failure is counted and shown
+            failures.append(f"launch {attempt}: {exc}")
+    print(f"\n20 launches of the 2-rank job in {time.monotonic() - start:.0f} s, {len(failures)} failed")
+    assert not failures, "\n".join(failures)
+    assert not _leftover_processes()
+
+
+@pytest.mark.slow
+def test_run_fsdp_sh(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHON": sys.executable, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(["bash", str(REPO / "scripts" / "run_fsdp.sh"), "--epochs", "1",
+                           "--out", str(tmp_path / "m.pt"), "--metrics-json", str(tmp_path / "m.json")],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    expected_ranks = torch.cuda.device_count() or 2
+    assert _metrics(tmp_path / "m.json")["world_size"] == expected_ranks
