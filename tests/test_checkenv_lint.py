@@ -61,10 +61,10 @@ def test_check_env_reports_a_package_that_differs_from_the_lock(tmp_path: Path, 
     assert "[OK] requirements.lock: 1 other packages match" in capsys.readouterr().out
 
 
-def test_lock_pins_what_requirements_pins() -> None:
-    locked = read_lock(ROOT / "requirements.lock")
-    assert {name: locked.get(name) for name in read_pins(ROOT / "requirements.txt")} == read_pins(
-        ROOT / "requirements.txt"), "requirements.lock is stale: refresh it (README, 'Set-up')"
+def test_the_lock_pins_what_requirements_txt_pins() -> None:
+    pins, locked = read_pins(ROOT / "requirements.txt"), read_lock(ROOT / "requirements.lock")
+    stale = {name: (version, locked.get(name)) for name, version in pins.items() if locked.get(name) != version}
+    assert not stale, f"requirements.lock is stale (pin, locked): {stale}; refresh it (README, 'The lock')"
 
 
 def test_check_env_command_line_exit_status() -> None:

@@ -123,7 +123,8 @@ def barrier_notebook(path: Path, seconds_after: float) -> Path:
         "    assert time.monotonic() < deadline, 'the other notebooks never started'\n"
         "    time.sleep(0.05)\n"
         f"time.sleep({seconds_after})\n"
-        "print('all running at once')")]
+        "import os\n"
+        "print('all running at once; OMP_WAIT_POLICY', os.environ.get('OMP_WAIT_POLICY'))")]
     nbformat.write(nb, path)
     return path
 
@@ -144,5 +145,5 @@ def test_jobs_runs_notebooks_at_once_and_keeps_their_order(tmp_path: Path, capsy
     assert re.fullmatch(r"\[1/2\] n2_fast ok \d+\.\d s", lines[0]), lines
     assert re.fullmatch(r"\[2/2\] n1_slow ok \d+\.\d s", lines[1]), lines
     out = nbformat.read(tmp_path / "out" / "n1_slow.ipynb", as_version=4)
-    assert out.cells[0].outputs[0].text == "all running at once\n"
+    assert out.cells[0].outputs[0].text == "all running at once; OMP_WAIT_POLICY PASSIVE\n"
 
