@@ -111,31 +111,34 @@ def test_normalize_strips_run_metadata_and_fixes_the_injected_cell_id() -> None:
     assert nb.cells[1].id == "injected-parameters"
 
 
-def barrier_notebook(path: Path, seconds_after: float) -> Path:
-    """A notebook that waits until every notebook in its folder has started, then sleeps ``seconds_after``."""
+def barrier_notebook(path: Path, finish_after: Path | None = None) -> Path:
+    """A notebook that waits until every notebook in its folder has started (then until ``finish_after`` exists)."""
     nb = new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
                                                "language": "python"}})
     nb.cells = [new_code_cell(
-        "import pathlib, time\n"
+        "import os, pathlib, time\n"
+        "def wait_until(done, what):\n"
+        "    deadline = time.monotonic() + 120\n"
+        "    while not done():\n"
+        "        assert time.monotonic() < deadline, f'waited 120 s for {what}'\n"
+        "        time.sleep(0.05)\n"
         f"pathlib.Path('{path.stem}.started').touch()\n"
-        "deadline = time.monotonic() + 60\n"
-        "while len(list(pathlib.Path('.').glob('*.started'))) < len(list(pathlib.Path('.').glob('*.ipynb'))):\n"
-        "    assert time.monotonic() < deadline, 'the other notebooks never started'\n"
-        "    time.sleep(0.05)\n"
-        f"time.sleep({seconds_after})\n"
-        "import os\n"
-        "print('all running at once; OMP_WAIT_POLICY', os.environ.get('OMP_WAIT_POLICY'))")]
+        "here = pathlib.Path('.')\n"
+        "wait_until(lambda: len(list(here.glob('*.started'))) == len(list(here.glob('*.ipynb'))), 'the others')\n"
+        + (f"wait_until(pathlib.Path({str(finish_after)!r}).exists, 'the other result')\n" if finish_after else "")
+        + "print('all running at once; OMP_WAIT_POLICY', os.environ.get('OMP_WAIT_POLICY'))")]
     nbformat.write(nb, path)
     return path
 
 
 def test_jobs_runs_notebooks_at_once_and_keeps_their_order(tmp_path: Path, capsys) -> None:
-    # each notebook blocks until all have started, so this passes only if they run at the same time
-    folder = tmp_path / "nbs"
+    # each notebook blocks until all have started, so this passes only if they run at the same time;
+    # the first finishes only once the second's result is written, so the second finishes first
+    folder, out = tmp_path / "nbs", tmp_path / "out"
     folder.mkdir()
-    barrier_notebook(folder / "n1_slow.ipynb", 2.0)
-    barrier_notebook(folder / "n2_fast.ipynb", 0.0)
-    assert main(["run", str(folder), "--jobs", "2", "--output-dir", str(tmp_path / "out")]) == 0
+    barrier_notebook(folder / "n1_slow.ipynb", finish_after=out / "n2_fast.ipynb")
+    barrier_notebook(folder / "n2_fast.ipynb")
+    assert main(["run", str(folder), "--jobs", "2", "--output-dir", str(out)]) == 0
     captured = capsys.readouterr()
     rows = [line.split()[0] for line in captured.out.splitlines()[1:-1]]
     assert rows == ["n1_slow.ipynb", "n2_fast.ipynb"]  # the summary keeps the notebooks' order
@@ -144,6 +147,5 @@ def test_jobs_runs_notebooks_at_once_and_keeps_their_order(tmp_path: Path, capsy
     assert len(lines) == 2 and "\r" not in captured.err
     assert re.fullmatch(r"\[1/2\] n2_fast ok \d+\.\d s", lines[0]), lines
     assert re.fullmatch(r"\[2/2\] n1_slow ok \d+\.\d s", lines[1]), lines
-    out = nbformat.read(tmp_path / "out" / "n1_slow.ipynb", as_version=4)
-    assert out.cells[0].outputs[0].text == "all running at once; OMP_WAIT_POLICY PASSIVE\n"
-
+    result = nbformat.read(out / "n1_slow.ipynb", as_version=4)
+    assert result.cells[0].outputs[0].text == "all running at once; OMP_WAIT_POLICY PASSIVE\n"
