@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -126,7 +127,8 @@ def barrier_notebook(path: Path, finish_after: Path | None = None) -> Path:
         "here = pathlib.Path('.')\n"
         "wait_until(lambda: len(list(here.glob('*.started'))) == len(list(here.glob('*.ipynb'))), 'the others')\n"
         + (f"wait_until(pathlib.Path({str(finish_after)!r}).exists, 'the other result')\n" if finish_after else "")
-        + "print('all running at once; OMP_WAIT_POLICY', os.environ.get('OMP_WAIT_POLICY'))")]
+        + "print('all running at once; OMP_WAIT_POLICY', os.environ.get('OMP_WAIT_POLICY'), "
+          "'OMP_NUM_THREADS', os.environ.get('OMP_NUM_THREADS'))")]
     nbformat.write(nb, path)
     return path
 
@@ -148,4 +150,5 @@ def test_jobs_runs_notebooks_at_once_and_keeps_their_order(tmp_path: Path, capsy
     assert re.fullmatch(r"\[1/2\] n2_fast ok \d+\.\d s", lines[0]), lines
     assert re.fullmatch(r"\[2/2\] n1_slow ok \d+\.\d s", lines[1]), lines
     result = nbformat.read(out / "n1_slow.ipynb", as_version=4)
-    assert result.cells[0].outputs[0].text == "all running at once; OMP_WAIT_POLICY PASSIVE\n"
+    threads = os.environ.get("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // 2)))  # a share of the cores
+    assert result.cells[0].outputs[0].text == f"all running at once; OMP_WAIT_POLICY PASSIVE OMP_NUM_THREADS {threads}\n"

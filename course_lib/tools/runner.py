@@ -157,8 +157,10 @@ def run(notebooks: list[Path], parameters: dict[str, Any], out_dir: Path | None,
 
     Progress goes to stderr: a bar in a terminal, else one line per finished notebook.
     """
-    # kernels sharing the cores: idle OpenMP threads sleep instead of spinning (same results, less waiting)
-    env = {"OMP_WAIT_POLICY": "PASSIVE"} if jobs > 1 else {}
+    # kernels sharing the cores get a share of them each, and idle OpenMP threads sleep instead of spinning
+    # (torchrun does the same for its ranks; outputs do not depend on the thread count)
+    threads = str(max(1, (os.cpu_count() or 1) // jobs))
+    env = {"OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": threads} if jobs > 1 else {}
 
     def run_one(src: Path) -> RunResult:
         declared = notebook_parameters(src)
