@@ -151,4 +151,5 @@ def test_jobs_runs_notebooks_at_once_and_keeps_their_order(tmp_path: Path, capsy
     assert re.fullmatch(r"\[2/2\] n1_slow ok \d+\.\d s", lines[1]), lines
     result = nbformat.read(out / "n1_slow.ipynb", as_version=4)
     threads = os.environ.get("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // 2)))  # a share of the cores
-    assert result.cells[0].outputs[0].text == f"all running at once; OMP_WAIT_POLICY PASSIVE OMP_NUM_THREADS {threads}\n"
+    expected = f"all running at once; OMP_WAIT_POLICY PASSIVE OMP_NUM_THREADS {threads}\n"
+    assert result.cells[0].outputs[0].text == expected
