@@ -236,15 +236,24 @@ def draw_value_graph(root: Value, title: str, names: Mapping[str, Value] | None 
                 for layer, row in rows.items() for i, node in enumerate(row)}
     if ax is None:
         _, ax = plt.subplots(figsize=(5, 1.3 * len(rows) + 0.6))
+    boxes = {}
     for node in layers:
         name = labels.get(id(node), node._op or "leaf")
-        ax.text(*position[id(node)], f"{name}\ndata={node.data:g}  grad={node.grad:g}", ha="center", va="center",
-                fontsize=10, bbox={"boxstyle": "round,pad=0.4", "facecolor": "#dbe9f6", "edgecolor": "#2b6cb0"})
+        if node._op and id(node) in labels:
+            name += f" ({node._op})"
+        boxes[id(node)] = ax.text(*position[id(node)], f"{name}\ndata={node.data:g}  grad={node.grad:g}",
+                                  ha="center", va="center", fontsize=10,
+                                  bbox={"boxstyle": "round,pad=0.4", "facecolor": "#dbe9f6", "edgecolor": "#2b6cb0"})
+    for node in layers:
         for k, child in enumerate(node._prev):
             repeat = sum(c is child for c in node._prev[:k])  # a node used twice gets a second, curved arrow
+            skips = layers[child] - layers[node] > 1  # an arrow past a layer bends around the nodes in between
+            rad = -0.5 * skips + 0.35 * repeat * (-1 if skips else 1)
             ax.annotate("", xy=position[id(child)], xytext=position[id(node)],
-                        arrowprops={"arrowstyle": "->", "color": "#9b2c2c", "shrinkA": 18, "shrinkB": 18,
-                                    "connectionstyle": f"arc3,rad={0.35 * repeat}"})
+                        arrowprops={"arrowstyle": "->", "color": "#9b2c2c", "shrinkA": 2, "shrinkB": 2,
+                                    "patchA": boxes[id(node)].get_bbox_patch(),
+                                    "patchB": boxes[id(child)].get_bbox_patch(),
+                                    "connectionstyle": f"arc3,rad={rad}"})
     ax.set_xlim(0, 1)
     ax.set_ylim(-len(rows) + 0.4, 0.6)
     ax.set_title(title)
