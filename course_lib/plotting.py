@@ -248,7 +248,7 @@ def draw_value_graph(root: Value, title: str, names: Mapping[str, Value] | None 
         for k, child in enumerate(node._prev):
             repeat = sum(c is child for c in node._prev[:k])  # a node used twice gets a second, curved arrow
             skips = layers[child] - layers[node] > 1  # an arrow past a layer bends around the nodes in between
-            rad = -0.5 * skips + 0.35 * repeat * (-1 if skips else 1)
+            rad = -0.75 * skips + 0.35 * repeat * (-1 if skips else 1)
             ax.annotate("", xy=position[id(child)], xytext=position[id(node)],
                         arrowprops={"arrowstyle": "->", "color": "#9b2c2c", "shrinkA": 2, "shrinkB": 2,
                                     "patchA": boxes[id(node)].get_bbox_patch(),

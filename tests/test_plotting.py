@@ -41,5 +41,5 @@ def test_draw_value_graph_draws_each_node_once_and_each_use_as_an_arrow() -> Non
     assert len(boxes) == 3 and len(arrows) == 4 and ax.get_title() == "t"
     assert {b.get_text() for b in boxes} == {"f (+)\ndata=12  grad=1", "*\ndata=9  grad=1", "a\ndata=3  grad=7"}
     # one arrow per use: a*a twice (the second curved), f -> * and f -> a (bent past *)
-    assert sorted(a.arrow_patch.get_connectionstyle().rad for a in arrows) == [-0.5, 0.0, 0.0, 0.35]
+    assert sorted(a.arrow_patch.get_connectionstyle().rad for a in arrows) == [-0.75, 0.0, 0.0, 0.35]
     plt.close("all")
