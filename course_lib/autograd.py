@@ -98,8 +98,8 @@ class Value:
         out._backward = _backward
         return out
 
-    def backward(self) -> None:
-        """Fill ``.grad`` of every node this value depends on (d self / d node)."""
+    def topological_order(self) -> list[Value]:
+        """Every node this value depends on, each listed after all the nodes it uses; ``self`` comes last."""
         order: list[Value] = []
         seen: set[int] = set()
 
@@ -111,8 +111,12 @@ class Value:
                 order.append(node)
 
         visit(self)
+        return order
+
+    def backward(self) -> None:
+        """Fill ``.grad`` of every node this value depends on (d self / d node)."""
         self.grad = 1.0
-        for node in reversed(order):
+        for node in reversed(self.topological_order()):
             node._backward()
 
     # Composed from the primitives above.
@@ -142,19 +146,20 @@ class Value:
 
 
 # Operations that exist with the same spelling on Value and torch.Tensor, so one random
-# expression can be evaluated by both engines.
-_UNARY: dict[str, Callable[[Any], Any]] = {
-    "tanh": lambda a: a.tanh(),
-    "relu": lambda a: a.relu(),
-    "exp": lambda a: (a * 0.5).exp(),
-    "square": lambda a: a**2,
-    "log1p_sq": lambda a: (a**2 + 1).log(),
+# expression can be evaluated by both engines. Each has the formula it prints next to it; the
+# formulas use only ``exp``, ``log``, ``tanh``, ``relu`` and Python arithmetic.
+_UNARY: dict[str, tuple[str, Callable[[Any], Any]]] = {
+    "tanh": ("tanh({a})", lambda a: a.tanh()),
+    "relu": ("relu({a})", lambda a: a.relu()),
+    "exp": ("exp(0.5 * {a})", lambda a: (a * 0.5).exp()),
+    "square": ("{a}**2", lambda a: a**2),
+    "log1p_sq": ("log({a}**2 + 1)", lambda a: (a**2 + 1).log()),
 }
-_BINARY: dict[str, Callable[[Any, Any], Any]] = {
-    "add": lambda a, b: a + b,
-    "sub": lambda a, b: a - b,
-    "mul": lambda a, b: a * b,
-    "div": lambda a, b: a / (b**2 + 1),
+_BINARY: dict[str, tuple[str, Callable[[Any, Any], Any]]] = {
+    "add": ("{a} + {b}", lambda a, b: a + b),
+    "sub": ("{a} - {b}", lambda a, b: a - b),
+    "mul": ("{a} * {b}", lambda a, b: a * b),
+    "div": ("{a} / ({b}**2 + 1)", lambda a, b: a / (b**2 + 1)),
 }
 
 
@@ -162,33 +167,38 @@ def random_expression(n_inputs: int, n_ops: int, seed: int) -> tuple[Callable[[l
     """Build a random expression of ``n_inputs`` variables; return it as a function and as text.
 
     The function takes a list of inputs (``Value`` objects or scalar tensors) and uses only
-    operations both engines share, so the same expression can be differentiated by each.
+    operations both engines share, so the same expression can be differentiated by each. The
+    text is the program the function runs, one assignment per line (``v3 = tanh(x0)``, ...,
+    ``out = x0 + ... + v10``), valid Python given ``exp``, ``log``, ``tanh`` and ``relu``.
     """
     if n_inputs < 1 or n_ops < 1:
         raise ValueError(f"need n_inputs >= 1 and n_ops >= 1, got {n_inputs} and {n_ops}")
     rng = random.Random(seed)
     steps: list[tuple[str, int, int]] = []
     names = [f"x{i}" for i in range(n_inputs)]
+    lines = []
     for _ in range(n_ops):
         if rng.random() < 0.4:
-            op, a = rng.choice(sorted(_UNARY)), rng.randrange(len(names))
-            steps.append((op, a, -1))
-            names.append(f"{op}({names[a]})")
+            op, a, b = rng.choice(sorted(_UNARY)), rng.randrange(len(names)), -1
+            formula = _UNARY[op][0].format(a=names[a])
         else:
             op, a, b = rng.choice(sorted(_BINARY)), rng.randrange(len(names)), rng.randrange(len(names))
-            steps.append((op, a, b))
-            names.append(f"{op}({names[a]}, {names[b]})")
+            formula = _BINARY[op][0].format(a=names[a], b=names[b])
+        steps.append((op, a, b))
+        names.append(f"v{len(names)}")
+        lines.append(f"{names[-1]} = {formula}")
+    lines.append("out = " + " + ".join(names))
 
     def expression(inputs: list[Any]) -> Any:
         nodes = list(inputs)
         for op, a, b in steps:
-            nodes.append(_UNARY[op](nodes[a]) if b < 0 else _BINARY[op](nodes[a], nodes[b]))
+            nodes.append(_UNARY[op][1](nodes[a]) if b < 0 else _BINARY[op][1](nodes[a], nodes[b]))
         total = nodes[0]
         for node in nodes[1:]:
             total = total + node  # every input and intermediate contributes, so all get a gradient
         return total
 
-    return expression, " + ".join(names)
+    return expression, "\n".join(lines)
 
 
 def grad_fn_chain(tensor: torch.Tensor) -> list[tuple[int, str]]:

@@ -15,6 +15,7 @@ import torch
 from IPython.display import HTML
 from torchvision.utils import make_grid
 
+from course_lib.autograd import Value
 from course_lib.env import check_int
 from course_lib.fsdp import PARTS, SHARDED_FROM_STAGE, bytes_per_param
 from course_lib.training import History
@@ -211,3 +212,51 @@ def draw_zero_stages(world_size: int = 2, ax: plt.Axes | None = None) -> plt.Axe
     ax.set_title(f"Who holds what with {world_size} ranks: sharding the training state stage by stage")
     ax.legend(loc="lower right")
     return ax
+
+
+# --- lesson 01 ---
+def value_graph_layers(root: Value) -> dict[Value, int]:
+    """Layer of each node of ``root``'s graph: the longest path from ``root``, so every node sits below its users."""
+    layers = {root: 0}
+    for node in reversed(root.topological_order()):  # users before the nodes they use
+        for child in node._prev:
+            layers[child] = max(layers.get(child, 0), layers[node] + 1)
+    return layers
+
+
+def draw_value_graph(root: Value, title: str, names: Mapping[str, Value] | None = None,
+                     ax: plt.Axes | None = None) -> plt.Axes:
+    """Draw a ``Value``'s graph, output on top, leaves at the bottom, one arrow per use of a node."""
+    labels = {id(node): name for name, node in (names or {}).items()}
+    layers = value_graph_layers(root)
+    rows: dict[int, list[Value]] = {}
+    for node, layer in layers.items():
+        rows.setdefault(layer, []).append(node)
+    position = {id(node): ((i + 1) / (len(row) + 1), -layer)
+                for layer, row in rows.items() for i, node in enumerate(row)}
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 1.3 * len(rows) + 0.6))
+    boxes = {}
+    for node in layers:
+        name = labels.get(id(node), node._op or "leaf")
+        if node._op and id(node) in labels:
+            name += f" ({node._op})"
+        boxes[id(node)] = ax.text(*position[id(node)], f"{name}\ndata={node.data:g}  grad={node.grad:g}",
+                                  ha="center", va="center", fontsize=10,
+                                  bbox={"boxstyle": "round,pad=0.4", "facecolor": "#dbe9f6", "edgecolor": "#2b6cb0"})
+    for node in layers:
+        for k, child in enumerate(node._prev):
+            repeat = sum(c is child for c in node._prev[:k])  # a node used twice gets a second, curved arrow
+            skips = layers[child] - layers[node] > 1  # an arrow past a layer bends around the nodes in between
+            rad = -0.75 * skips + 0.35 * repeat * (-1 if skips else 1)
+            ax.annotate("", xy=position[id(child)], xytext=position[id(node)],
+                        arrowprops={"arrowstyle": "->", "color": "#9b2c2c", "shrinkA": 2, "shrinkB": 2,
+                                    "patchA": boxes[id(node)].get_bbox_patch(),
+                                    "patchB": boxes[id(child)].get_bbox_patch(),
+                                    "connectionstyle": f"arc3,rad={rad}"})
+    ax.set_xlim(0, 1)
+    ax.set_ylim(-len(rows) + 0.4, 0.6)
+    ax.set_title(title)
+    ax.axis("off")
+    return ax
+

@@ -55,3 +55,33 @@ def test_grad_fn_chain_walks_the_seed_graph() -> None:
     assert names == ["MulBackward0", "AddBackward0", "PowBackward0", "AccumulateGrad (leaf, shape ())"]
     with pytest.raises(ValueError, match="has no grad_fn"):
         grad_fn_chain(x)
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_random_expression_text_is_the_program_evaluated(seed: int) -> None:
+    fn, text = random_expression(n_inputs=3, n_ops=8, seed=seed)
+    xs = [0.7, -1.3, 0.4]
+    namespace = {"exp": math.exp, "log": math.log, "tanh": math.tanh, "relu": lambda v: max(v, 0.0)}
+    namespace.update({f"x{i}": x for i, x in enumerate(xs)})
+    exec(text, namespace)  # the printed text, run as Python on floats
+    assert len(text.splitlines()) == 8 + 1 and text.splitlines()[-1].startswith("out = x0 + x1 + x2 + v3")
+    assert math.isclose(namespace["out"], fn([Value(x) for x in xs]).data, rel_tol=1e-12, abs_tol=1e-12)
+
+
+def test_random_expression_text_spells_out_every_formula() -> None:
+    texts = "\n".join(random_expression(n_inputs=3, n_ops=8, seed=s)[1] for s in range(25))
+    for formula in ("exp(0.5 * ", "/ (", "log(", "tanh(", "relu(", "**2"):
+        assert formula in texts, f"no expression printed {formula!r}"
+    assert "add(" not in texts and "mul(" not in texts and "div(" not in texts
+
+
+def test_topological_order_puts_each_node_after_its_inputs() -> None:
+    a, b = Value(3.0), Value(-2.0)
+    square = a * a
+    product = a * b
+    f = square + product
+    order = f.topological_order()
+    assert len(order) == 5 and order[-1] is f and len({id(n) for n in order}) == 5  # a listed once
+    position = {id(n): i for i, n in enumerate(order)}
+    for node in order:
+        assert all(position[id(child)] < position[id(node)] for child in node._prev)

@@ -20,3 +20,26 @@ def test_plots_draw_every_curve_and_path() -> None:
     plt.close("all")
     with pytest.raises(ValueError, match="at least one"):
         plot_paths_on_contours(lambda W: mse_many(X, y, W), {}, title="empty")
+
+
+# --- lesson 01 ---
+def test_draw_value_graph_draws_each_node_once_and_each_use_as_an_arrow() -> None:
+    from matplotlib.text import Annotation
+
+    from course_lib.autograd import Value
+    from course_lib.plotting import draw_value_graph, value_graph_layers
+
+    a = Value(3.0)
+    square = a * a
+    f = square + a  # a is used three times: twice by *, once by +
+    f.backward()
+    layers = value_graph_layers(f)
+    assert [layers[f], layers[square], layers[a]] == [0, 1, 2]  # a sits below both of its users
+    ax = draw_value_graph(f, "t", names={"a": a, "f": f})
+    boxes = [t for t in ax.texts if not isinstance(t, Annotation)]
+    arrows = [t for t in ax.texts if isinstance(t, Annotation)]
+    assert len(boxes) == 3 and len(arrows) == 4 and ax.get_title() == "t"
+    assert {b.get_text() for b in boxes} == {"f (+)\ndata=12  grad=1", "*\ndata=9  grad=1", "a\ndata=3  grad=7"}
+    # one arrow per use: a*a twice (the second curved), f -> * and f -> a (bent past *)
+    assert sorted(a.arrow_patch.get_connectionstyle().rad for a in arrows) == [-0.75, 0.0, 0.0, 0.35]
+    plt.close("all")

@@ -43,18 +43,49 @@ def check_sigmoid(sigmoid: Callable[[Value], Value]) -> None:
     passed(title, "values and gradients match torch.sigmoid at 5 points")
 
 
-def check_gradients_for(gradients_for: Callable[[list[float]], list[float]]) -> None:
-    """Exercise 1.2: dw/dx for w = 4 (x^2 + 3) at several points, reusing one leaf tensor."""
-    title = "Exercise 1.2 (zero the gradient)"
-    xs = [1.0, 2.0, 3.0]
-    got = attempt(title, gradients_for, xs)
-    expected = [8 * x for x in xs]
-    accumulated = list(np.cumsum(expected))
-    got_list = [float(g) for g in got]
-    expect(title, len(got_list) == len(xs), f"expected {len(xs)} gradients, got {len(got_list)}")
-    expect(title, got_list != accumulated,
-           f"got {got_list}: each gradient includes the previous ones; call x.grad.zero_() "
-           "(or set x.grad = None) before each backward()")
-    for x, g, e in zip(xs, got_list, expected, strict=True):
-        expect_close(f"{title}, dw/dx at x={x}", g, e)
-    passed(title, f"gradients {got_list} = 8x")
+def check_mul(mul: Callable[[Value, Value], Value]) -> None:
+    """Exercise 1.2: ``mul(a, b)`` as a Value op whose backward accumulates, checked on a branching graph."""
+    title = "Exercise 1.2 (mul for Value, gradients accumulate)"
+    a, b = Value(3.0), Value(-2.0)
+    out = attempt(title, mul, a, b)
+    expect(title, isinstance(out, Value), f"mul must return a Value, got {type(out).__name__}")
+    expect_close(f"{title}, mul(3, -2).data", out.data, -6.0)
+    expect(title, any(c is a for c in out._prev) and any(c is b for c in out._prev),
+           "the result's children must be (a, b), e.g. Value(a.data * b.data, (a, b), '*'): "
+           "backward() only reaches the nodes listed there")
+    scaled = out * 5.0  # out.grad will be 5, not 1
+    attempt(title, scaled.backward)
+    expect(title, (a.grad, b.grad) != (0.0, 0.0),
+           "a.grad and b.grad stayed 0 after backward(): set out._backward to your closure")
+    expect(title, (a.grad, b.grad) != (-2.0, 3.0),
+           f"for 5 * mul(a, b) got a.grad={a.grad:g}, b.grad={b.grad:g}, the gradients of mul alone: "
+           "multiply the local derivatives by out.grad (the chain rule)")
+    expect_close(f"{title}, d(5ab)/da = 5b at a=3, b=-2", a.grad, -10.0)
+    expect_close(f"{title}, d(5ab)/db = 5a at a=3, b=-2", b.grad, 15.0)
+    _check_branching(title, mul)
+    passed(title, "d(a*a + a*b)/da = 2a + b: the paths through a are summed")
+
+
+def _check_branching(title: str, mul: Callable[[Value, Value], Value]) -> None:
+    """mul(a, a) and f(a, b) = a*a + a*b use a on several paths; a.grad must be the sum over them."""
+    overwrite = ("your backward assigns (a.grad = ...) and overwrites what the other path put there; "
+                 "use += so they are summed")
+    ta = torch.tensor(3.0, dtype=torch.float64, requires_grad=True)
+    tb = torch.tensor(-2.0, dtype=torch.float64, requires_grad=True)
+    (ta * ta + ta * tb).backward()
+    a = Value(3.0)
+    square = attempt(title, mul, a, a)
+    attempt(title, square.backward)
+    expect(title, a.grad != a.data,
+           f"for mul(a, a) at a=3, a.grad is {a.grad:g}, expected 6 = 2a: a is both operands, two paths. " + overwrite)
+    expect_close(f"{title}, d(a*a)/da at a=3", a.grad, 6.0)
+    for order in ("a*a + a*b", "a*b + a*a"):  # both orders: an overwrite may happen to come first in one
+        a, b = Value(3.0), Value(-2.0)
+        terms = [attempt(title, mul, a, a), attempt(title, mul, a, b)]
+        f = terms[0] + terms[1] if order == "a*a + a*b" else terms[1] + terms[0]
+        attempt(title, f.backward)
+        expect(title, a.grad not in (a.data, b.data),  # the contribution of a single path
+               f"for f = {order} at a=3, b=-2, a.grad is {a.grad:g}, expected 4 = 2a + b, "
+               "the sum over a's three paths. " + overwrite)
+        expect_close(f"{title}, df/da for f = {order} at a=3, b=-2 (torch.autograd: 2a + b)", a.grad, ta.grad.item())
+        expect_close(f"{title}, df/db for f = {order} at a=3, b=-2 (torch.autograd: a)", b.grad, tb.grad.item())
