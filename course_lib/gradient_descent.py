@@ -84,8 +84,21 @@ def max_stable_lr(X: np.ndarray) -> float:
     return float(2.0 / np.linalg.eigvalsh(hessian)[-1])
 
 
+def with_bias_column(X: np.ndarray) -> np.ndarray:
+    """``X`` with a column of ones appended, so that ``X @ w`` has an intercept (the last weight)."""
+    return np.c_[X, np.ones(len(X))]
 
 
+def overshoot(path: np.ndarray, minimum: np.ndarray) -> np.ndarray:
+    """How far a path of weights (steps, d) runs past ``minimum`` along each weight; 0 where it never does.
+
+    "Past" is measured in the direction the path set off in: from its first point towards ``minimum``.
+    """
+    path, minimum = np.asarray(path, dtype=np.float64), np.asarray(minimum, dtype=np.float64)
+    if path.ndim != 2 or minimum.shape != (path.shape[1],):
+        raise ValueError(f"expected path (steps, d) and minimum (d,), got {path.shape} and {minimum.shape}")
+    towards_minimum = np.sign(minimum - path[0])
+    return np.maximum(((path - minimum) * towards_minimum).max(axis=0), 0.0)
 
 
 @dataclass

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 import torch
-from torch import nn
+from torch.utils.data import Dataset
 
 from course_lib.exercises import ExerciseFailed
-from course_lib.exercises.ch02 import check_minibatch_epoch, check_mse_grad, check_zero_grad_loop
+from course_lib.exercises.ch02 import check_minibatch_epoch, check_mse_grad, check_regression_dataset
 from course_lib.gradient_descent import mse_grad
 
 
@@ -46,23 +46,90 @@ def test_check_minibatch_epoch_explains_mistakes(wrong, message: str, capsys: py
         check_minibatch_epoch(wrong)
 
 
-def _train_steps(model, X, y, lr, steps, *, zero_grad=True, step=True):
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
-    for _ in range(steps):
-        if zero_grad:
-            optimizer.zero_grad()
-        nn.MSELoss()(model(X).squeeze(1), y).backward()
-        if step:
-            optimizer.step()
-    return model
+class _Dataset(Dataset):
+    """The reference: rows of X and y as float32 tensors."""
+
+    def __init__(self, X, y):
+        if len(X) != len(y):
+            raise ValueError(f"X and y must have the same number of rows, got {len(X)} and {len(y)}")
+        self.X, self.y = torch.as_tensor(X, dtype=torch.float32), torch.as_tensor(y, dtype=torch.float32)
+
+    def __len__(self):
+        return len(self.X)
+
+    def __getitem__(self, i):
+        return self.X[i], self.y[i]
 
 
-def test_check_zero_grad_loop_detects_accumulated_gradients(capsys: pytest.CaptureFixture) -> None:
-    check_zero_grad_loop(_train_steps)
-    assert "[passed]" in capsys.readouterr().out
-    with pytest.raises(ExerciseFailed, match="gradients accumulate"):
-        check_zero_grad_loop(lambda *args: _train_steps(*args, zero_grad=False))
-    with pytest.raises(ExerciseFailed, match="did not change"):
-        check_zero_grad_loop(lambda *args: _train_steps(*args, step=False))
-    with pytest.raises(ExerciseFailed, match="not attempted yet"):
-        check_zero_grad_loop(lambda *args: (_ for _ in ()).throw(NotImplementedError()))
+class _NumpyItems(_Dataset):
+    def __getitem__(self, i):
+        return self.X[i].numpy(), self.y[i].numpy()
+
+
+class _Float64(_Dataset):
+    def __init__(self, X, y):
+        super().__init__(X, y)
+        self.X, self.y = torch.from_numpy(X), torch.from_numpy(y)
+
+
+class _OffByOne(_Dataset):
+    def __len__(self):
+        return len(self.X) - 1
+
+
+class _FeatureCount(_Dataset):
+    def __len__(self):
+        return self.X.shape[1]
+
+
+class _Swapped(_Dataset):
+    def __getitem__(self, i):
+        return self.y[i], self.X[i]
+
+
+class _WrongRow(_Dataset):
+    def __getitem__(self, i):
+        return self.X[i], self.y[len(self.y) - 1 - i]
+
+
+class _NoLengthCheck(_Dataset):
+    def __init__(self, X, y):
+        self.X, self.y = torch.as_tensor(X, dtype=torch.float32), torch.as_tensor(y, dtype=torch.float32)
+
+
+class _VagueLengthError(_Dataset):
+    def __init__(self, X, y):
+        if len(X) != len(y):
+            raise ValueError("bad input")
+        super().__init__(X, y)
+
+
+class _NotADataset:
+    __init__, __len__, __getitem__ = _Dataset.__init__, _Dataset.__len__, _Dataset.__getitem__
+
+
+class _NotWritten(_Dataset):
+    def __init__(self, X, y):
+        raise NotImplementedError("your turn")
+
+
+def test_check_regression_dataset_passes_the_reference(capsys: pytest.CaptureFixture) -> None:
+    check_regression_dataset(_Dataset)
+    assert "[passed] Exercise 2.3" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("wrong", "message"), [
+    (_NumpyItems, "returned NumPy arrays"),
+    (_Float64, "expected float32 tensors.*torch.float64"),
+    (_OffByOne, "off by one: 9 for 10 rows"),
+    (_FeatureCount, "the number of features"),
+    (_Swapped, "wrong order"),
+    (_WrongRow, "not row i of X and entry i of y"),
+    (_NoLengthCheck, "accepted X with 10 rows and y with 9"),
+    (_VagueLengthError, "should name both lengths"),
+    (_NotADataset, "should subclass torch.utils.data.Dataset"),
+    (_NotWritten, "not attempted yet"),
+])
+def test_check_regression_dataset_explains_mistakes(wrong: type, message: str) -> None:
+    with pytest.raises(ExerciseFailed, match=message):
+        check_regression_dataset(wrong)

@@ -18,7 +18,9 @@ from course_lib.gradient_descent import (
     mse,
     mse_grad,
     mse_many,
+    overshoot,
     read_scalars,
+    with_bias_column,
 )
 
 
@@ -147,3 +149,24 @@ def test_tensorboard_scalars_round_trip(monkeypatch: pytest.MonkeyPatch, tmp_pat
     np.testing.assert_allclose(scalars["mse/train"][1], [1.0, 0.5, 1 / 3], rtol=1e-7)
     with pytest.raises(FileNotFoundError, match="no TensorBoard event file"):
         read_scalars(tmp_path)
+
+
+def test_overshoot_measures_how_far_a_path_runs_past_the_minimum() -> None:
+    minimum = np.array([1.0, -1.0])
+    path = np.array([[-1.0, 1.0], [0.5, 0.0], [1.5, -0.5], [1.2, -0.9]])   # passes w1 by 0.5, never w2
+    np.testing.assert_allclose(overshoot(path, minimum), [0.5, 0.0])
+    np.testing.assert_allclose(overshoot(path[:2], minimum), [0.0, 0.0])   # approaches, never passes
+    X, y, _ = regression(m=60, d=2)
+    w_ls = np.linalg.lstsq(X, y, rcond=None)[0]
+    w0, orders = w_ls + 3.0, epoch_orders(len(y), 20, seed=0)
+    plain = descend(X, y, w0, SGD(0.1), orders, batch_size=len(y)).weights
+    heavy = descend(X, y, w0, SGD(0.1, momentum=0.9), orders, batch_size=len(y)).weights
+    assert np.all(overshoot(plain, w_ls) == 0)          # lr < 1 / lambda_max: every step stays on its side
+    assert overshoot(heavy, w_ls).max() > 0.5           # momentum carries it well past
+    with pytest.raises(ValueError, match="expected path"):
+        overshoot(path, minimum[:1])
+
+
+def test_with_bias_column_appends_ones() -> None:
+    X = np.arange(6.0).reshape(3, 2)
+    np.testing.assert_array_equal(with_bias_column(X), [[0, 1, 1], [2, 3, 1], [4, 5, 1]])

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from torch import nn
+from torch.utils.data import DataLoader, Dataset
 
 from course_lib.data import batch_indices
 from course_lib.exercises import attempt, expect, expect_close, passed
@@ -68,35 +68,68 @@ def check_minibatch_epoch(epoch_fn: Callable[..., np.ndarray]) -> None:
     passed(title, f"{len(batch_indices(order, batch_size))} steps in the given order, same weights as course_lib")
 
 
-def check_zero_grad_loop(train_steps: Callable[[nn.Module, torch.Tensor, torch.Tensor, float, int], nn.Module]) -> None:
-    """Exercise 2.3: ``train_steps(model, X, y, lr, steps)`` must reset gradients before each backward."""
-    title = "Exercise 2.3 (zero_grad)"
-    X_np, y_np, w0 = _regression(seed=23, m=12)
-    X, y = torch.from_numpy(X_np), torch.from_numpy(y_np)
-    lr, steps = 0.05, 4
+def _item_problem(item: object, x_expected: torch.Tensor, y_expected: torch.Tensor) -> str | None:
+    """What is wrong with one ``dataset[i]`` against the expected ``(x_i, y_i)``, or None."""
+    if not isinstance(item, (tuple, list)) or len(item) != 2:
+        return (f"dataset[i] must return a pair (x_i, y_i), got {type(item).__name__}"
+                + (f" of length {len(item)}" if isinstance(item, (tuple, list)) else ""))
+    x_i, y_i = item
+    if any(isinstance(v, np.ndarray) for v in item):
+        return ("dataset[i] returned NumPy arrays; return tensors, e.g. convert X and y once in __init__ with "
+                "torch.as_tensor(X, dtype=torch.float32)")
+    if not all(isinstance(v, torch.Tensor) for v in item):
+        return f"dataset[i] must return two tensors, got ({type(x_i).__name__}, {type(y_i).__name__})"
+    if x_i.shape == y_expected.shape and y_i.shape == x_expected.shape and x_i.shape != y_i.shape:
+        return "the pair is in the wrong order: return (x_i, y_i), features first, then the target"
+    if x_i.shape != x_expected.shape or y_i.shape != y_expected.shape:
+        return (f"expected x_i of shape {tuple(x_expected.shape)} (one row of X) and y_i of shape "
+                f"{tuple(y_expected.shape)} (one entry of y), got {tuple(x_i.shape)} and {tuple(y_i.shape)}")
+    if x_i.dtype != torch.float32 or y_i.dtype != torch.float32:
+        return (f"expected float32 tensors (the dtype of nn.Linear's weights), got {x_i.dtype} and {y_i.dtype}; "
+                "torch.from_numpy keeps NumPy's float64: use torch.as_tensor(X, dtype=torch.float32)")
+    if torch.equal(x_i, x_expected) and torch.equal(y_i, y_expected):
+        return None
+    return "the values are not row i of X and entry i of y: index both with the same i"
 
-    def fresh_model() -> nn.Module:
-        model = nn.Linear(3, 1, bias=False).double()
-        with torch.no_grad():
-            model.weight.copy_(torch.from_numpy(w0)[None, :])
-        return model
 
-    def run(zero: bool) -> np.ndarray:
-        model = fresh_model()
-        optimizer = torch.optim.SGD(model.parameters(), lr=lr)
-        for _ in range(steps):
-            if zero:
-                optimizer.zero_grad()
-            nn.functional.mse_loss(model(X).squeeze(1), y).backward()
-            optimizer.step()
-        return model.weight.detach().numpy().ravel()
-
-    model = attempt(title, train_steps, fresh_model(), X, y, lr, steps)
-    expect(title, isinstance(model, nn.Module), f"return the trained model, got {type(model).__name__}")
-    got = model.weight.detach().numpy().ravel()
-    expect(title, not np.allclose(got, run(zero=False)),
-           f"after {steps} steps the weights match a loop whose gradients accumulate: each .grad held the sum "
-           "of all earlier gradients; call optimizer.zero_grad() before loss.backward()")
-    expect(title, not np.allclose(got, w0), "the weights did not change: call optimizer.step() after backward()")
-    expect_close(title, got, run(zero=True), atol=1e-12, rtol=1e-12)
-    passed(title, f"{steps} steps, each with a fresh gradient")
+def check_regression_dataset(dataset_cls: type) -> None:
+    """Exercise 2.3: ``dataset_cls(X, y)`` is a map-style Dataset whose item i is ``(X[i], y[i])`` as float32."""
+    title = "Exercise 2.3 (custom Dataset)"
+    X, y, _ = _regression(seed=24, m=10, d=3)
+    X_t, y_t = torch.as_tensor(X, dtype=torch.float32), torch.as_tensor(y, dtype=torch.float32)
+    dataset = attempt(title, dataset_cls, X, y)
+    expect(title, isinstance(dataset, Dataset),
+           f"{type(dataset).__name__} should subclass torch.utils.data.Dataset: class RegressionDataset(Dataset)")
+    length = attempt(title, len, dataset)
+    expect(title, length != X.shape[1], f"len(dataset) is {length}, the number of features; "
+           f"it must be the number of rows, {len(X)}: return len(self.X)")
+    expect(title, abs(length - len(X)) != 1, f"len(dataset) is off by one: {length} for {len(X)} rows")
+    expect(title, length == len(X), f"len(dataset) must be the number of rows, {len(X)}, got {length}")
+    for i in range(len(X)):
+        problem = _item_problem(attempt(title, dataset.__getitem__, i), X_t[i], y_t[i])
+        expect(title, problem is None, f"dataset[{i}]: {problem}")
+    column = attempt(title, dataset_cls, X, y[:, None])[0]
+    problem = _item_problem(column, X_t[0], y_t[:1])
+    expect(title, problem is None, f"with y of shape ({len(y)}, 1), dataset[0]: {problem}")
+    try:
+        dataset_cls(X, y[:-1])
+    except ValueError as exc:
+        expect(title, str(len(X)) in str(exc) and str(len(X) - 1) in str(exc),
+               f"the ValueError for X with {len(X)} rows and y with {len(X) - 1} should name both lengths, "
+               f"got {str(exc)!r}")
+    except Exception as exc:
+        expect(title, False, f"X with {len(X)} rows and y with {len(X) - 1} raised {type(exc).__name__}: "
+               "raise ValueError in __init__ instead, naming both lengths")
+    else:
+        expect(title, False, f"RegressionDataset(X, y) accepted X with {len(X)} rows and y with {len(X) - 1}: "
+               "check len(X) == len(y) in __init__ and raise ValueError naming both lengths")
+    batches = attempt(title, list, DataLoader(dataset, batch_size=4))
+    expect(title, [len(X_batch) for X_batch, _ in batches] == [4, 4, 2],
+           f"DataLoader(dataset, batch_size=4) should give batches of 4, 4 and 2 rows, got "
+           f"{[len(X_batch) for X_batch, _ in batches]}")
+    for k, (X_batch, y_batch) in enumerate(batches):
+        rows = slice(4 * k, 4 * k + 4)
+        expect(title, torch.equal(X_batch, X_t[rows]) and torch.equal(y_batch, y_t[rows]),
+               f"batch {k} of DataLoader(dataset, batch_size=4) is not rows {rows.start} to "
+               f"{min(rows.stop, len(X)) - 1} of (X, y)")
+    passed(title, f"{len(X)} rows, float32 (x_i, y_i) pairs, DataLoader batches of 4, 4, 2 in order")
