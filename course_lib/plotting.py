@@ -1,5 +1,5 @@
 """Every plot of the course: loss curves and descent paths, autograd graphs, CNN filters and feature maps,
-training histories, im2col in a picture (``draw_im2col``), and ZeRO memory bars (``draw_zero_stages``). Each figure answers one question and has a
+training histories, and ZeRO memory bars (``draw_zero_stages``). Each figure answers one question and has a
 title, axis labels and, where there are several lines, a legend.
 """
 

@@ -45,7 +45,7 @@ def test_draw_im2col_shows_the_real_windows_rows_and_output() -> None:
     outlines = [p.get_edgecolor()[:3] for p in ax.patches if p.get_gid() == "window"]
     row_fills = [p.get_facecolor()[:3] for p in ax.patches if p.get_gid() == "cols"][::9]  # first cell of each row
     out_fills = [p.get_facecolor()[:3] for p in ax.patches if p.get_gid() == "output"]
-    assert len(set(outlines)) == 4 and outlines == row_fills == out_fills      # window i's colour = row i's = output i's
+    assert len(set(outlines)) == 4 and outlines == row_fills == out_fills  # window i, row i, output i: one colour
     plt.close("all")
     with pytest.raises(ValueError, match="square 2-D kernel no larger"):
         draw_im2col(np.ones((2, 2)), np.ones((3, 3)))
