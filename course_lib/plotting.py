@@ -16,6 +16,7 @@ from IPython.display import HTML
 from torchvision.utils import make_grid
 
 from course_lib.autograd import Value
+from course_lib.cnn import im2col, output_size
 from course_lib.env import check_int
 from course_lib.fsdp import PARTS, SHARDED_FROM_STAGE, bytes_per_param
 from course_lib.training import History
@@ -260,3 +261,59 @@ def draw_value_graph(root: Value, title: str, names: Mapping[str, Value] | None 
     ax.axis("off")
     return ax
 
+# --- lesson 03 ---
+
+
+def _draw_cells(ax: plt.Axes, values: np.ndarray, x0: float, title: str, gid: str,
+                facecolor: Callable[[int, int], object] = lambda r, c: "#f2f2f2") -> None:
+    """Draw a 2-D array as a table of numbered cells with its top-left corner at ``(x0, 0)`` (y points down)."""
+    for (r, c), value in np.ndenumerate(values):
+        ax.add_patch(plt.Rectangle((x0 + c, r), 1, 1, facecolor=facecolor(r, c), edgecolor="#555", linewidth=0.8,
+                                   gid=gid))
+        ax.text(x0 + c + 0.5, r + 0.5, f"{value:g}", ha="center", va="center", fontsize=9, gid=gid)
+    ax.text(x0 + values.shape[1] / 2, -0.3, title, ha="center", va="bottom", fontsize=9)
+
+
+def draw_im2col(image: np.ndarray, kernel: np.ndarray, stride: int = 1) -> plt.Figure:
+    """Draw im2col on a small image: each k x k window (one colour each) becomes one row of the matrix that
+    ``cnn.im2col`` returns, and that matrix times the flattened kernel is the convolution's output."""
+    image, kernel = np.asarray(image, dtype=np.float64), np.asarray(kernel, dtype=np.float64)
+    if image.ndim != 2 or kernel.ndim != 2 or kernel.shape[0] != kernel.shape[1] or kernel.shape[0] > min(image.shape):
+        raise ValueError(f"need a 2-D image and a square 2-D kernel no larger than it, got image {image.shape} "
+                         f"and kernel {kernel.shape}")
+    check_int("stride", stride, min_value=1)
+    k, (h, w) = kernel.shape[0], image.shape
+    oh, ow = output_size(h, k, stride), output_size(w, k, stride)
+    colors = plt.get_cmap("tab10").colors
+    if oh * ow > len(colors):
+        raise ValueError(f"at most {len(colors)} windows fit in the picture (one colour each), got {oh * ow}")
+    cols = im2col(image[None, None], k, stride)                    # (windows, k*k): the real thing
+    output = cols @ kernel.ravel()
+    fill = [(*colors[i], 0.45) for i in range(oh * ow)]            # window i's colour, translucent
+    x_cols = w + 2.5
+    x_kernel = x_cols + k * k + 1.5
+    x_out = x_kernel + 2.5
+    x_grid = x_out + 4
+    fig, ax = plt.subplots(figsize=(0.42 * (x_grid + ow) + 0.5, 0.42 * max(h, k * k) + 1.2))
+    _draw_cells(ax, image, 0, f"image {h}x{w}", "image")
+    for i in range(oh * ow):
+        r, c = divmod(i, ow)
+        inset = 0.06 + 0.07 * i                                     # nested outlines keep overlapping windows apart
+        ax.add_patch(plt.Rectangle((c * stride + inset, r * stride + inset), k - 2 * inset, k - 2 * inset,
+                                   fill=False, edgecolor=colors[i], linewidth=2.5, gid="window"))
+    _draw_cells(ax, cols, x_cols, f"im2col matrix\n{oh * ow} windows x {k * k} pixels", "cols",
+                lambda r, c: fill[r])
+    _draw_cells(ax, kernel.reshape(-1, 1), x_kernel, f"kernel {k}x{k}\nflattened", "kernel")
+    _draw_cells(ax, output.reshape(-1, 1), x_out, "output", "output", lambda r, c: fill[r])
+    _draw_cells(ax, output.reshape(oh, ow), x_grid, f"output {oh}x{ow}", "output grid",
+                lambda r, c: fill[r * ow + c])
+    middle = min(h, oh * ow) / 2
+    for x, symbol in ((w + 1.25, "→"), (x_kernel - 0.75, "×"), (x_out - 0.75, "="), (x_out + 2.5, "→")):
+        ax.text(x, middle, symbol, ha="center", va="center", fontsize=16)
+    ax.text(x_out + 2.5, middle - 0.4, "reshape", ha="center", va="bottom", fontsize=8)
+    ax.set_xlim(-0.3, x_grid + ow + 0.3)
+    ax.set_ylim(max(h, k * k, oh * ow) + 0.3, -1.5)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    ax.set_title(f"im2col: each {k}x{k} window becomes a row, so the convolution is one matrix product")
+    return fig

@@ -43,3 +43,32 @@ def test_draw_value_graph_draws_each_node_once_and_each_use_as_an_arrow() -> Non
     # one arrow per use: a*a twice (the second curved), f -> * and f -> a (bent past *)
     assert sorted(a.arrow_patch.get_connectionstyle().rad for a in arrows) == [-0.75, 0.0, 0.0, 0.35]
     plt.close("all")
+# --- lesson 03 ---
+
+
+def test_draw_im2col_shows_the_real_windows_rows_and_output() -> None:
+    import torch
+    import torch.nn.functional as F
+
+    from course_lib.plotting import draw_im2col
+
+    image, kernel = np.arange(1, 17).reshape(4, 4), np.eye(3)
+    ax = draw_im2col(image, kernel).axes[0]
+
+    def numbers(gid: str) -> list[float]:
+        return [float(t.get_text()) for t in ax.texts if t.get_gid() == gid]
+
+    windows = [image[r:r + 3, c:c + 3].ravel() for r in range(2) for c in range(2)]  # row-major window order
+    assert numbers("image") == list(range(1, 17))
+    assert numbers("cols") == np.concatenate(windows).tolist()               # one row per window, in order
+    conv = F.conv2d(torch.tensor(image, dtype=torch.float64)[None, None], torch.tensor(kernel)[None, None])
+    assert numbers("output") == numbers("output grid") == conv.flatten().tolist() == [18, 21, 30, 33]
+    outlines = [p.get_edgecolor()[:3] for p in ax.patches if p.get_gid() == "window"]
+    row_fills = [p.get_facecolor()[:3] for p in ax.patches if p.get_gid() == "cols"][::9]  # first cell of each row
+    out_fills = [p.get_facecolor()[:3] for p in ax.patches if p.get_gid() == "output"]
+    assert len(set(outlines)) == 4 and outlines == row_fills == out_fills  # window i, row i, output i: one colour
+    plt.close("all")
+    with pytest.raises(ValueError, match="square 2-D kernel no larger"):
+        draw_im2col(np.ones((2, 2)), np.ones((3, 3)))
+    with pytest.raises(ValueError, match="at most 10 windows"):
+        draw_im2col(np.ones((5, 5)), np.ones((1, 1)))
