@@ -216,29 +216,30 @@ def draw_zero_stages(world_size: int = 2, ax: plt.Axes | None = None) -> plt.Axe
 # --- lesson 06 ---
 
 
-def draw_lora_shapes(d_out: int, d_in: int, r: int, ax: plt.Axes | None = None) -> plt.Axes:
+def draw_lora_shapes(d_out: int, d_in: int, r: int, name: str = "", ax: plt.Axes | None = None) -> plt.Axes:
     """Draw W (out x in, frozen) + B (out x r) @ A (r x in) to scale, each labelled with its number of values."""
-    for name, value in (("d_out", d_out), ("d_in", d_in), ("r", r)):
-        check_int(name, value, min_value=1)
+    for arg, value in (("d_out", d_out), ("d_in", d_in), ("r", r)):
+        check_int(arg, value, min_value=1)
     if ax is None:
         _, ax = plt.subplots(figsize=(8, 3))
     unit = 1.0 / max(d_out, d_in)  # the longest side is 1
     blocks = [("W (frozen)", d_out, d_in, "#a0aec0"), ("B", d_out, r, "#dd6b20"), ("A", r, d_in, "#38a169")]
     left, operators = 0.0, ["+", "@", ""]
-    for (name, rows, cols, color), operator in zip(blocks, operators, strict=True):
+    for k, ((label, rows, cols, color), operator) in enumerate(zip(blocks, operators, strict=True)):
         width, height = cols * unit, rows * unit
         ax.add_patch(plt.Rectangle((left, 1 - height), width, height, facecolor=color, edgecolor="black"))
-        ax.text(left + width / 2, 1.04, f"{name}: {rows} x {cols}\n= {rows * cols:,} values", ha="center",
-                va="bottom", fontsize=9)
+        below = k == 1  # B's label goes under it, so that thin blocks keep their labels apart
+        ax.text(left + width / 2, -0.06 if below else 1.04, f"{label}: {rows} x {cols}\n= {rows * cols:,} values",
+                ha="center", va="top" if below else "bottom", fontsize=9)
         left += width + 0.15
         if operator:
             ax.text(left - 0.075, 0.5, operator, ha="center", va="center", fontsize=16)
     ax.set_xlim(-0.05, left)
-    ax.set_ylim(-0.05, 1.35)
+    ax.set_ylim(-0.3, 1.3)
     ax.set_aspect("equal")
     ax.axis("off")
-    ax.set_title(f"LoRA: W + (alpha/r) B A trains r(in+out) = {r * (d_in + d_out):,} values instead of "
-                 f"{d_in * d_out:,}")
+    ax.set_title(f"{name + ': ' if name else ''}LoRA trains r(in+out) = {r * (d_in + d_out):,} values "
+                 f"instead of {d_in * d_out:,}", fontsize=10)
     return ax
 
 
@@ -279,9 +280,10 @@ def plot_saved_bytes_vs_length(lengths: list[int], saved_bytes: Mapping[str, lis
 
 
 def plot_technique_bars(memory_ratio: Mapping[str, float], speedup: Mapping[str, float | None]) -> plt.Figure:
-    """Two bar charts side by side: per technique, bytes without / with and time without / with (1 = no change).
+    """Two bar charts side by side: per technique, bytes without / with and time without / with.
 
-    A speed-up of ``None`` (not timed) draws no bar and says so.
+    Bars start at 1 (no change): right of it is a gain, left of it (red) a loss. A speed-up of
+    ``None`` (not timed) draws no bar and says so.
     """
     if not memory_ratio or set(memory_ratio) != set(speedup):
         raise ValueError(f"memory_ratio and speedup must name the same techniques, got {sorted(memory_ratio)} "
@@ -290,8 +292,8 @@ def plot_technique_bars(memory_ratio: Mapping[str, float], speedup: Mapping[str,
     fig, axes = plt.subplots(1, 2, figsize=(10, 0.5 * len(names) + 1.5), sharey=True)
     for ax, values, what in ((axes[0], memory_ratio, "memory saved: bytes without / with (measured)"),
                              (axes[1], speedup, "speed-up: time without / with (this run; varies)")):
-        ax.barh(names, [1.0 if values[n] is None else values[n] for n in names],
-                color=["none" if values[n] is None else "#2b6cb0" for n in names])
+        ax.barh(names, [0.0 if values[n] is None else values[n] - 1 for n in names], left=1.0,  # bars start at 1
+                color=["#2b6cb0" if values[n] is None or values[n] >= 1 else "#c53030" for n in names])
         for row, name in enumerate(names):
             if values[name] is None:
                 ax.text(1.05, row, "not timed", va="center", fontsize=9, color="#555")

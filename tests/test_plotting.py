@@ -28,12 +28,12 @@ def test_plots_draw_every_curve_and_path() -> None:
 def test_lora_diagram_draws_three_blocks_to_scale() -> None:
     from course_lib.plotting import draw_lora_shapes
 
-    ax = draw_lora_shapes(64, 32, 4)
+    ax = draw_lora_shapes(64, 32, 4, name="toy")
     widths = [(p.get_width(), p.get_height()) for p in ax.patches]
     assert widths == [(32 / 64, 1.0), (4 / 64, 1.0), (32 / 64, 4 / 64)]  # W, B, A with the longest side 1
     texts = [t.get_text() for t in ax.texts]
     assert "W (frozen): 64 x 32\n= 2,048 values" in texts and "+" in texts and "@" in texts
-    assert ax.get_title().endswith("r(in+out) = 384 values instead of 2,048")
+    assert ax.get_title() == "toy: LoRA trains r(in+out) = 384 values instead of 2,048"
     plt.close("all")
     with pytest.raises(ValueError, match="r"):
         draw_lora_shapes(64, 32, 0)
@@ -70,8 +70,10 @@ def test_technique_bars_leave_untimed_techniques_empty() -> None:
 
     fig = plot_technique_bars({"a": 2.0, "b": 4.0}, {"a": 0.5, "b": None})
     memory_ax, speed_ax = fig.axes
-    assert [p.get_width() for p in memory_ax.patches] == [2.0, 4.0]
-    assert speed_ax.patches[0].get_width() == 0.5 and speed_ax.patches[1].get_facecolor()[3] == 0.0
+    assert [(p.get_x(), p.get_width()) for p in memory_ax.patches] == [(1.0, 1.0), (1.0, 3.0)]  # from 1 to the ratio
+    assert (speed_ax.patches[0].get_x(), speed_ax.patches[0].get_width()) == (1.0, -0.5)  # a slow-down: 0.5 to 1
+    assert speed_ax.patches[0].get_facecolor() != memory_ax.patches[0].get_facecolor()
+    assert speed_ax.patches[1].get_width() == 0.0
     assert [t.get_text() for t in speed_ax.texts] == ["not timed"]
     plt.close("all")
     with pytest.raises(ValueError, match="same techniques"):
