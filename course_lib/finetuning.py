@@ -350,3 +350,36 @@ def quantize_linears_4bit(model: nn.Module, block_size: int = 64, skip: tuple[st
         parent_name, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent_name), child, Linear4bit(module, block_size))
     return len(found)
+
+
+def nf4_bytes(numel: int, block_size: int = 64) -> int:
+    """Bytes :func:`quantize_4bit` stores for ``numel`` values: half a byte each plus a float32 absmax per block."""
+    check_int("numel", numel, min_value=0)
+    check_int("block_size", block_size, min_value=2)
+    blocks = -(-numel // block_size)
+    return blocks * block_size // 2 + 4 * blocks
+
+
+FINETUNE_METHODS = ("full", "lora", "qlora")
+
+
+def training_state_bytes(model: nn.Module, method: str, target_modules: Iterable[str], r: int,
+                         weight_bytes: int = 4, block_size: int = 64) -> dict[str, int]:
+    """Bytes of weights, gradients and Adam state to fine-tune ``model`` by ``method`` (works on a meta model).
+
+    Weights take ``weight_bytes`` each (4: float32, 2: bfloat16), except that QLoRA stores every
+    ``nn.Linear`` but ``lm_head`` in NF4 (:func:`nf4_bytes`). Trainable values (all of them for
+    ``"full"``, the LoRA factors otherwise, kept in float32) get a float32 gradient and two float32
+    Adam moments. Activations are not included: they depend on the batch, not on the method.
+    """
+    check_choice("method", method, FINETUNE_METHODS)
+    check_int("weight_bytes", weight_bytes, min_value=1)
+    total = sum(p.numel() for p in model.parameters())
+    adapters = lora_parameter_count(model, target_modules, r)
+    trainable = total if method == "full" else adapters
+    weights = weight_bytes * total + (0 if method == "full" else 4 * adapters)
+    if method == "qlora":
+        linears = [m.weight.numel() for name, m in model.named_modules()
+                   if isinstance(m, nn.Linear) and name.rsplit(".", 1)[-1] != "lm_head"]
+        weights += sum(nf4_bytes(n, block_size) - weight_bytes * n for n in linears)
+    return {"weights": weights, "gradients": 4 * trainable, "adam": 8 * trainable}

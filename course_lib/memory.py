@@ -1,17 +1,22 @@
 """Byte counts that explain where training memory goes: saved activations, parameters, gradients, optimizer state.
 
 ``SavedTensorsMeter`` counts what autograd keeps for the backward pass, using
-``torch.autograd.graph.saved_tensors_hooks``; the other helpers count tensors a model or an
-optimizer holds. Every count deduplicates storages: two views of one block of memory count once.
+``torch.autograd.graph.saved_tensors_hooks``; ``PeakTensorMeter`` follows every tensor created in a
+block (activations, recomputed activations, gradients) and records the peak of their live bytes; the
+other helpers count tensors a model or an optimizer holds. Every count deduplicates storages: two
+views of one block of memory count once.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable
 from types import TracebackType
 
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
 
 def _storage_key(tensor: torch.Tensor) -> tuple[str, int]:
@@ -49,6 +54,7 @@ class SavedTensorsMeter:
     def __init__(self, exclude: Iterable[torch.Tensor] = ()) -> None:
         self._excluded = {_storage_key(t) for t in exclude}
         self._storages: dict[tuple[str, int], torch.UntypedStorage] = {}
+        self._dtypes: dict[tuple[str, int], torch.dtype] = {}
         self.count = 0
         self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, self._unpack)
 
@@ -58,6 +64,7 @@ class SavedTensorsMeter:
         if key not in self._excluded:
             # Holding the storage keeps it alive, so a freed address cannot be reused and miscounted.
             self._storages[key] = tensor.untyped_storage()
+            self._dtypes[key] = tensor.dtype
         return tensor
 
     @staticmethod
@@ -68,6 +75,13 @@ class SavedTensorsMeter:
     def bytes(self) -> int:
         """Bytes of the distinct storages saved so far."""
         return sum(storage.nbytes() for storage in self._storages.values())
+
+    def bytes_by_dtype(self) -> dict[torch.dtype, int]:
+        """Bytes of the distinct storages saved so far, per dtype of the tensor that saved them."""
+        totals: dict[torch.dtype, int] = {}
+        for key, storage in self._storages.items():
+            totals[self._dtypes[key]] = totals.get(self._dtypes[key], 0) + storage.nbytes()
+        return totals
 
     @property
     def distinct(self) -> int:
@@ -81,6 +95,48 @@ class SavedTensorsMeter:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self._hooks.__exit__(exc_type, exc, tb)
+
+
+class PeakTensorMeter(TorchDispatchMode):
+    """Context manager: live and peak bytes of the tensors created inside the ``with`` block.
+
+    Example::
+
+        with PeakTensorMeter() as meter:
+            model(X).sum().backward()
+        print(meter.peak)   # the most bytes of activations, recomputed activations and gradients alive at once
+
+    Every operation's outputs are counted once per storage when created and subtracted when freed, so
+    the peak is a property of the program, not of an allocator: the same on every CPU. Tensors that
+    existed before the block (parameters, inputs) and the scratch memory inside a kernel are not counted.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.live = 0
+        self.peak = 0
+        self._alive: dict[int, weakref.finalize] = {}
+
+    def _release(self, key: int, nbytes: int) -> None:
+        self.live -= nbytes
+        self._alive.pop(key, None)
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204 (torch's protocol)
+        out = func(*args, **(kwargs or {}))
+        for tensor in tree_leaves(out):
+            if isinstance(tensor, torch.Tensor) and id(storage := tensor.untyped_storage()) not in self._alive:
+                nbytes = storage.nbytes()
+                self._alive[id(storage)] = weakref.finalize(storage, self._release, id(storage), nbytes)
+                self.live += nbytes
+                self.peak = max(self.peak, self.live)
+        return out
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        super().__exit__(exc_type, exc, tb)
+        for finalizer in list(self._alive.values()):
+            finalizer.detach()  # tensors that outlive the block stop being tracked; live keeps their bytes
+        self._alive.clear()
 
 
 def tensor_bytes(tensors: Iterable[torch.Tensor]) -> int:

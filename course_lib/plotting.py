@@ -316,4 +316,94 @@ def draw_im2col(image: np.ndarray, kernel: np.ndarray, stride: int = 1) -> plt.F
     ax.set_aspect("equal")
     ax.axis("off")
     ax.set_title(f"im2col: each {k}x{k} window becomes a row, so the convolution is one matrix product")
+# --- lesson 06 ---
+
+
+def draw_lora_shapes(d_out: int, d_in: int, r: int, name: str = "", ax: plt.Axes | None = None) -> plt.Axes:
+    """Draw W (out x in, frozen) + B (out x r) @ A (r x in) to scale, each labelled with its number of values."""
+    for arg, value in (("d_out", d_out), ("d_in", d_in), ("r", r)):
+        check_int(arg, value, min_value=1)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 3))
+    unit = 1.0 / max(d_out, d_in)  # the longest side is 1
+    blocks = [("W (frozen)", d_out, d_in, "#a0aec0"), ("B", d_out, r, "#dd6b20"), ("A", r, d_in, "#38a169")]
+    left, operators = 0.0, ["+", "@", ""]
+    for k, ((label, rows, cols, color), operator) in enumerate(zip(blocks, operators, strict=True)):
+        width, height = cols * unit, rows * unit
+        ax.add_patch(plt.Rectangle((left, 1 - height), width, height, facecolor=color, edgecolor="black"))
+        below = k == 1  # B's label goes under it, so that thin blocks keep their labels apart
+        ax.text(left + width / 2, -0.06 if below else 1.04, f"{label}: {rows} x {cols}\n= {rows * cols:,} values",
+                ha="center", va="top" if below else "bottom", fontsize=9)
+        left += width + 0.15
+        if operator:
+            ax.text(left - 0.075, 0.5, operator, ha="center", va="center", fontsize=16)
+    ax.set_xlim(-0.05, left)
+    ax.set_ylim(-0.3, 1.3)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    ax.set_title(f"{name + ': ' if name else ''}LoRA trains r(in+out) = {r * (d_in + d_out):,} values "
+                 f"instead of {d_in * d_out:,}", fontsize=10)
+    return ax
+
+
+def plot_nf4_levels(normalised: torch.Tensor, levels: torch.Tensor, ax: plt.Axes | None = None) -> plt.Axes:
+    """Histogram of weights divided by their block's absmax, with the 16 NF4 levels as vertical lines."""
+    if levels.numel() != 16:
+        raise ValueError(f"levels must hold the 16 values of a 4-bit code, got {levels.numel()}")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 3))
+    ax.hist(normalised.detach().flatten().cpu().numpy(), bins=80, range=(-1, 1), color="#90cdf4",
+            label="weights / block absmax")
+    for i, level in enumerate(levels.tolist()):
+        ax.axvline(level, color="#9b2c2c", linewidth=1, label="the 16 NF4 levels" if i == 0 else None)
+    ax.set_xlabel("weight divided by its block's max |w|")
+    ax.set_ylabel("number of weights")
+    ax.set_title("NF4 puts its levels where normally distributed weights are dense")
+    ax.legend(loc="upper left")
+    return ax
+
+
+def plot_saved_bytes_vs_length(lengths: list[int], saved_bytes: Mapping[str, list[int]],
+                               ax: plt.Axes | None = None) -> plt.Axes:
+    """Bytes saved for backward against sequence length, one line per implementation, on log-log axes."""
+    if not saved_bytes or any(len(v) != len(lengths) for v in saved_bytes.values()):
+        raise ValueError(f"saved_bytes must map names to one value per length ({len(lengths)}), "
+                         f"got {({k: len(v) for k, v in saved_bytes.items()})}")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.5))
+    for name, values in saved_bytes.items():
+        ax.plot(lengths, [v / 2**20 for v in values], marker="o", label=name)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log", base=2)
+    ax.set_xlabel("sequence length T (tokens)")
+    ax.set_ylabel("saved for backward (MiB)")
+    ax.set_title("Attention memory kept for backward: T x T weights vs none")
+    ax.legend()
+    return ax
+
+
+def plot_technique_bars(memory_ratio: Mapping[str, float], speedup: Mapping[str, float | None]) -> plt.Figure:
+    """Two bar charts side by side: per technique, bytes without / with and time without / with.
+
+    Bars start at 1 (no change): right of it is a gain, left of it (red) a loss. A speed-up of
+    ``None`` (not timed) draws no bar and says so.
+    """
+    if not memory_ratio or set(memory_ratio) != set(speedup):
+        raise ValueError(f"memory_ratio and speedup must name the same techniques, got {sorted(memory_ratio)} "
+                         f"and {sorted(speedup)}")
+    names = list(memory_ratio)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 0.5 * len(names) + 1.5), sharey=True)
+    for ax, values, what in ((axes[0], memory_ratio, "memory saved: bytes without / with (measured)"),
+                             (axes[1], speedup, "speed-up: time without / with (this run; varies)")):
+        ax.barh(names, [0.0 if values[n] is None else values[n] - 1 for n in names], left=1.0,  # bars start at 1
+                color=["#2b6cb0" if values[n] is None or values[n] >= 1 else "#c53030" for n in names])
+        for row, name in enumerate(names):
+            if values[name] is None:
+                ax.text(1.05, row, "not timed", va="center", fontsize=9, color="#555")
+        ax.axvline(1.0, color="black", linewidth=1)
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel(what)
+    axes[0].invert_yaxis()
+    fig.suptitle("What each technique bought on the tiny model (1 = no change)")
+    fig.tight_layout()
     return fig

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from course_lib.exercises import ExerciseFailed
-from course_lib.exercises.ch06 import check_absmax_int8, check_lora_count, check_lora_forward
+from course_lib.exercises.ch06 import check_absmax_int8, check_checkpointed, check_lora_count, check_lora_forward
 from course_lib.finetuning import make_tokenizer, tiny_qwen2
 
 
@@ -45,3 +45,15 @@ def test_absmax_checker_spots_truncation() -> None:
         check_absmax_int8(truncating, lambda c, s: c.float() * s)
     with pytest.raises(ExerciseFailed, match="not attempted"):
         check_absmax_int8(lambda w: (_ for _ in ()).throw(NotImplementedError()), lambda c, s: c)
+
+
+def test_checkpointed_checker_spots_plain_and_detached_blocks() -> None:
+    from torch.utils.checkpoint import checkpoint
+
+    check_checkpointed(lambda block, x: checkpoint(block, x, use_reentrant=False))
+    with pytest.raises(ExerciseFailed, match="saved 5120 bytes for backward, expected only the input's 1024"):
+        check_checkpointed(lambda block, x: block(x))  # right values, nothing recomputed
+    with pytest.raises(ExerciseFailed, match="carries no gradient"):
+        check_checkpointed(lambda block, x: block(x).detach())
+    with pytest.raises(ExerciseFailed, match="output"):
+        check_checkpointed(lambda block, x: checkpoint(block, 2 * x, use_reentrant=False))

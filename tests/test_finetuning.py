@@ -21,12 +21,14 @@ from course_lib.finetuning import (
     lora_parameter_count,
     make_examples,
     make_tokenizer,
+    nf4_bytes,
     nf4_levels,
     quantize_4bit,
     quantize_int8,
     quantize_linears_4bit,
     tiny_qwen2,
     train_lm,
+    training_state_bytes,
 )
 from course_lib.memory import count_parameters, optimizer_state_bytes
 
@@ -227,3 +229,53 @@ def test_quantize_linears_skips_the_head() -> None:
 def test_bad_block_size_is_refused() -> None:
     with pytest.raises(ValueError, match="block_size must be even"):
         quantize_4bit(torch.ones(8), block_size=3)
+
+
+# --- memory formulas ---
+
+
+@pytest.mark.parametrize(("shape", "block_size"), [((128, 64), 64), ((7, 5), 4), ((3, 3), 64), ((100,), 16)])
+def test_nf4_bytes_is_what_quantize_4bit_stores(shape: tuple[int, ...], block_size: int) -> None:
+    q = quantize_4bit(torch.randn(shape), block_size=block_size)
+    numel = torch.Size(shape).numel()
+    assert nf4_bytes(numel, block_size) == q.nbytes
+    if numel % block_size == 0:
+        assert nf4_bytes(numel, block_size) * 8 == numel * (4 + 32 / block_size)  # 4.5 bits at block 64
+
+
+def test_training_state_bytes_match_a_quantized_lora_model() -> None:
+    import copy
+
+    from course_lib.memory import parameter_bytes
+
+    torch.manual_seed(0)
+    model = tiny_qwen2(make_tokenizer().vocab_size)
+    P, adapters = count_parameters(model), lora_parameter_count(model, TARGETS, r=8)
+    full = training_state_bytes(model, "full", TARGETS, r=8)
+    assert full == {"weights": parameter_bytes(model), "gradients": 4 * P, "adam": 8 * P}
+    lora = training_state_bytes(model, "lora", TARGETS, r=8)
+    assert lora == {"weights": 4 * P + 4 * adapters, "gradients": 4 * adapters, "adam": 8 * adapters}
+    q_model = copy.deepcopy(model)
+    quantize_linears_4bit(q_model)
+    add_lora(q_model, TARGETS, r=8, alpha=8)
+    stored = parameter_bytes(q_model) + sum(
+        b.numel() * b.element_size() for name, b in q_model.named_buffers() if "inv_freq" not in name)
+    assert training_state_bytes(model, "qlora", TARGETS, r=8)["weights"] == stored
+    assert training_state_bytes(model, "qlora", TARGETS, r=8)["adam"] == lora["adam"]
+    half = training_state_bytes(model, "full", TARGETS, r=8, weight_bytes=2)
+    assert half["weights"] * 2 == full["weights"] and half["adam"] == full["adam"]
+    with pytest.raises(ValueError, match="method"):
+        training_state_bytes(model, "adapter", TARGETS, r=8)
+
+
+def test_training_state_bytes_on_a_meta_model() -> None:
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    config = Qwen2Config(vocab_size=1000, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True)
+    with torch.device("meta"):
+        model = Qwen2ForCausalLM(config)
+    P = count_parameters(model)
+    assert training_state_bytes(model, "full", TARGETS, r=4)["adam"] == 8 * P
+    # q,k,v,o per layer: r * (128+128) + 2 * r * (128+64) + r * (128+128)
+    assert training_state_bytes(model, "lora", TARGETS, r=4)["adam"] == 8 * 2 * 4 * (256 + 2 * 192 + 256)

@@ -86,3 +86,55 @@ def test_tensor_bytes_counts_each_tensor() -> None:
     from course_lib.memory import tensor_bytes
 
     assert tensor_bytes([torch.zeros(3, dtype=torch.float64), torch.zeros(4, dtype=torch.int8)]) == 3 * 8 + 4 * 1
+
+
+def test_saved_bytes_split_by_dtype() -> None:
+    x = torch.randn(8, 16, requires_grad=True)
+    weight = torch.randn(10, 4, requires_grad=True)
+    idx = torch.tensor([1, 2, 3, 4, 5])
+    with SavedTensorsMeter(exclude=[weight]) as meter:
+        torch.sigmoid(x)                          # saves its float32 output
+        torch.nn.functional.embedding(idx, weight)  # saves the int64 indices
+    assert meter.bytes_by_dtype() == {torch.float32: 8 * 16 * 4, torch.int64: 5 * 8}
+    assert sum(meter.bytes_by_dtype().values()) == meter.bytes
+
+
+def test_peak_meter_adds_created_storages_and_subtracts_freed_ones() -> None:
+    from course_lib.memory import PeakTensorMeter
+
+    before = torch.ones(1000)  # created outside: not counted
+    with PeakTensorMeter() as meter:
+        a = before * 2                                # 4000 B
+        b = torch.ones(500)                           # 2000 B: live 6000, the peak
+        b_view = b[:10]                               # a view: same storage, no new bytes
+        del a                                         # 2000
+        c = torch.zeros(100, dtype=torch.float64)     # 800: live 2800
+    assert meter.peak == 6000 and meter.live == 2800
+    assert b_view.numel() == 10 and c.numel() == 100
+
+
+def test_peak_meter_sees_recomputation_and_gradients() -> None:
+    from torch.utils.checkpoint import checkpoint
+
+    from course_lib.memory import PeakTensorMeter
+
+    torch.manual_seed(0)
+    blocks = nn.ModuleList(nn.Sequential(nn.Linear(64, 256), nn.Tanh(), nn.Linear(256, 64)) for _ in range(4))
+    x = torch.randn(128, 64, requires_grad=True)
+    wide = 128 * 256 * 4  # bytes of one block's inner activation (the tanh output, saved by tanh and the Linear)
+
+    def run(use_checkpoint: bool) -> tuple[int, int]:
+        blocks.zero_grad(set_to_none=True)
+        with PeakTensorMeter() as meter:
+            h = x
+            for block in blocks:
+                h = checkpoint(block, h, use_reentrant=False) if use_checkpoint else block(h)
+            loss = h.sum()
+            after_forward = meter.live
+            loss.backward()
+        return after_forward, meter.peak
+
+    (fwd_plain, peak_plain), (fwd_ckpt, peak_ckpt) = run(False), run(True)
+    assert fwd_plain - fwd_ckpt == 4 * wide          # checkpointing dropped exactly the 4 inner activations
+    assert peak_ckpt - fwd_ckpt >= wide              # backward brings one block's inner activation back
+    assert 0 < peak_plain - peak_ckpt < 4 * wide     # the peak falls, by less than what the forward dropped

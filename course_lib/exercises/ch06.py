@@ -9,6 +9,7 @@ from torch import nn
 
 from course_lib.exercises import ExerciseFailed, attempt, expect, expect_close, passed
 from course_lib.finetuning import lora_parameter_count
+from course_lib.memory import SavedTensorsMeter
 
 
 def check_lora_forward(lora_forward: Callable[..., torch.Tensor]) -> None:
@@ -70,3 +71,33 @@ def check_absmax_int8(quantize: Callable[[torch.Tensor], tuple[torch.Tensor, tor
     expect(title, err <= step / 2 + 1e-6, f"round-trip error {err:.3g} exceeds half a step ({step / 2:.3g}): "
            "round to the nearest code (torch.round), don't truncate")
     passed(title, f"max round-trip error {err:.4f} <= half a step {step / 2:.4f}")
+
+
+def check_checkpointed(checkpointed: Callable[[nn.Module, torch.Tensor], torch.Tensor]) -> None:
+    """Exercise 6.4: ``checkpointed(block, x)`` gives ``block(x)`` and its gradients, saving only ``x`` for backward."""
+    title = "Exercise 6.4 (checkpointed block)"
+    gen = torch.Generator().manual_seed(0)
+    block = nn.Sequential(nn.Linear(8, 32), nn.Tanh(), nn.Linear(32, 8)).double()
+    x = torch.randn(16, 8, generator=gen, dtype=torch.float64, requires_grad=True)
+    with SavedTensorsMeter(exclude=block.parameters()) as plain:
+        expected = block(x)
+    expected.sum().backward()
+    expected_grads = [t.grad.clone() for t in (x, *block.parameters())]
+    for t in (x, *block.parameters()):
+        t.grad = None
+    with SavedTensorsMeter(exclude=block.parameters()) as saved:
+        out = attempt(title, checkpointed, block, x)
+    expect(title, isinstance(out, torch.Tensor), f"expected a tensor, got {type(out).__name__}")
+    expect(title, out.requires_grad, "the output carries no gradient: don't run the block under torch.no_grad() "
+           "or detach it; torch.utils.checkpoint.checkpoint keeps the graph")
+    expect_close(f"{title}, output", out, expected, atol=1e-12)
+    out.sum().backward()
+    for name, t, grad in zip(("x", *(n for n, _ in block.named_parameters())), (x, *block.parameters()),
+                             expected_grads, strict=True):
+        expect(title, t.grad is not None, f"no gradient reached {name}")
+        expect_close(f"{title}, gradient of {name}", t.grad, grad, atol=1e-12)
+    input_bytes = x.numel() * x.element_size()
+    expect(title, saved.bytes == input_bytes, f"the forward saved {saved.bytes} bytes for backward, expected only "
+           f"the input's {input_bytes} (without checkpointing: {plain.bytes}); call "
+           "torch.utils.checkpoint.checkpoint(block, x, use_reentrant=False)")
+    passed(title, f"same output and gradients; saved {saved.bytes} B (the input) instead of {plain.bytes} B")
