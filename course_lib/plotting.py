@@ -261,6 +261,7 @@ def draw_value_graph(root: Value, title: str, names: Mapping[str, Value] | None 
     ax.axis("off")
     return ax
 
+
 # --- lesson 03 ---
 
 
@@ -316,6 +317,9 @@ def draw_im2col(image: np.ndarray, kernel: np.ndarray, stride: int = 1) -> plt.F
     ax.set_aspect("equal")
     ax.axis("off")
     ax.set_title(f"im2col: each {k}x{k} window becomes a row, so the convolution is one matrix product")
+    return fig
+
+
 # --- lesson 06 ---
 
 

@@ -43,6 +43,8 @@ def test_draw_value_graph_draws_each_node_once_and_each_use_as_an_arrow() -> Non
     # one arrow per use: a*a twice (the second curved), f -> * and f -> a (bent past *)
     assert sorted(a.arrow_patch.get_connectionstyle().rad for a in arrows) == [-0.75, 0.0, 0.0, 0.35]
     plt.close("all")
+
+
 # --- lesson 03 ---
 
 
@@ -72,6 +74,8 @@ def test_draw_im2col_shows_the_real_windows_rows_and_output() -> None:
         draw_im2col(np.ones((2, 2)), np.ones((3, 3)))
     with pytest.raises(ValueError, match="at most 10 windows"):
         draw_im2col(np.ones((5, 5)), np.ones((1, 1)))
+
+
 # --- lesson 06 ---
 
 
