@@ -37,7 +37,7 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 from torch import nn
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-from torch.distributed.device_mesh import init_device_mesh
+from torch.distributed.device_mesh import DeviceMesh, init_device_mesh
 from torch.distributed.fsdp import CPUOffloadPolicy, FSDPModule, MixedPrecisionPolicy, OffloadPolicy, fully_shard
 from torch.distributed.fsdp._fully_shard._fsdp_collectives import DefaultAllGather, DefaultReduceScatter
 from torch.distributed.tensor import DTensor
@@ -123,6 +123,19 @@ def shard_model(model: nn.Module, **options: object) -> nn.Module:
         fully_shard(block, mesh=mesh, **options)
     fully_shard(model, mesh=mesh, **options)  # the root last: it owns what no block took
     return model
+
+
+@contextmanager
+def one_process_group(timeout_s: float = 30.0) -> Iterator[DeviceMesh]:
+    """A gloo process group of this process alone (world size 1) and its 1-D CPU mesh, destroyed on exit."""
+    if dist.is_initialized():
+        raise RuntimeError("this process already has a process group; call dist.destroy_process_group() first")
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1,
+                            timeout=timedelta(seconds=timeout_s))
+    try:
+        yield init_device_mesh("cpu", (1,))
+    finally:
+        dist.destroy_process_group()
 
 
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -332,7 +345,7 @@ class CollectiveLog:
 
 
 class CountingAllGather(DefaultAllGather):
-    """FSDP2's default all-gather, recording each call's unit, dtype, bytes and the units then holding full parameters."""
+    """FSDP2's default all-gather, recording each call's unit, dtype, bytes and the units holding full parameters."""
 
     def __init__(self, unit: str, units: dict[str, FSDPModule], log: CollectiveLog) -> None:
         self.unit, self.units, self.log = unit, units, log
