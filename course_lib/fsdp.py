@@ -3,7 +3,8 @@
 1. **ZeRO arithmetic.** Training state per parameter with Adam(W): the parameter, its gradient and two
    optimizer moments. Plain float32 keeps 4 + 4 + 8 = 16 bytes; classic mixed precision keeps a 2-byte
    copy and a 2-byte gradient for compute plus a float32 master copy and the moments: 2 + 2 + 12 = 16
-   bytes as well. ZeRO stage 1 shards the optimizer state across the ranks, stage 2 also the
+   bytes as well. (FSDP2's ``MixedPrecisionPolicy`` keeps 4 + 4 + 8: float32 shards, gradient shards and
+   moments; only the gathered parameters, the compute and the activations are bfloat16.) ZeRO stage 1 shards the optimizer state across the ranks, stage 2 also the
    gradients, stage 3 (= FSDP's full sharding) also the parameters.
 2. **The lesson's code**, short on purpose (notebook 05 prints it): ``setup_process_group``,
    ``shard_model``, ``train_step`` and ``gather_full_state_dict``.
@@ -183,7 +184,7 @@ class RunSpec:
     hidden: int = 320
     dtype: str = "float32"
     reshard_after_forward: bool = True  # False keeps gathered parameters from forward to backward (ZeRO-2-like)
-    mixed_precision: bool = False  # bfloat16 parameters and compute, float32 gradient reduction
+    mixed_precision: bool = False  # bfloat16 gathered parameters and compute, float32 gradient reduction
     cpu_offload: bool = False  # keep shards and optimizer state in CPU memory (pin_memory=False)
     profile: bool = False  # record the collectives of one steady-state step with the autograd profiler
 
