@@ -4,8 +4,9 @@
    optimizer moments. Plain float32 keeps 4 + 4 + 8 = 16 bytes; classic mixed precision keeps a 2-byte
    copy and a 2-byte gradient for compute plus a float32 master copy and the moments: 2 + 2 + 12 = 16
    bytes as well. (FSDP2's ``MixedPrecisionPolicy`` keeps 4 + 4 + 8: float32 shards, gradient shards and
-   moments; only the gathered parameters, the compute and the activations are bfloat16.) ZeRO stage 1 shards the optimizer state across the ranks, stage 2 also the
-   gradients, stage 3 (= FSDP's full sharding) also the parameters.
+   moments; only the gathered parameters, the compute and the activations are bfloat16.) ZeRO stage 1
+   shards the optimizer state across the ranks, stage 2 also the gradients, stage 3 (= FSDP's full
+   sharding) also the parameters.
 2. **The lesson's code**, short on purpose (notebook 05 prints it): ``setup_process_group``,
    ``shard_model``, ``train_step`` and ``gather_full_state_dict``.
 3. **Runs and results.** ``run_rank`` is what every rank executes, started by ``launch`` (from a
