@@ -52,6 +52,25 @@ def check_shard(fn: Callable[[nn.Module, DeviceMesh], object]) -> None:
                   "and the output equals the unsharded model's")
 
 
+def check_shard_rows(fn: Callable[[int, int], list[int]], shards: list[list[ParamShard]]) -> None:
+    """Exercise 5.2: rows of dim 0 per rank, as FSDP2 splits them; ``shards[rank]`` are the run's shard facts."""
+    title = "Exercise 5.2 (rows per rank)"
+    for dim0, N in [(8, 2), (10, 4), (3, 4), (320, 3), (1, 1)]:
+        got = attempt(title, fn, dim0, N)
+        expected = shard_rows(dim0, N)
+        expect(title, list(got) == expected,
+               f"{dim0} rows over {N} ranks: expected {expected}, got {list(got)}. FSDP2 uses torch.chunk: "
+               f"every rank gets ceil({dim0}/{N}) = {math.ceil(dim0 / N)} rows until the rows run out")
+    world_size = len(shards)
+    for i, fact in enumerate(shards[0]):
+        measured = [rank_facts[i].local_shape[0] for rank_facts in shards]
+        predicted = list(fn(fact.global_shape[0], world_size))
+        expect(title, predicted == measured,
+               f"{fact.name} {fact.global_shape}: the run's ranks held {measured} rows, "
+               f"you predicted {predicted}")
+    passed(title, f"matches torch.chunk and the local shapes of all {len(shards[0])} parameters in the run")
+
+
 def check_zero_bytes(fn: Callable[[int, int, int], dict[str, float]], measured: dict[str, dict[str, float]],
                      n_params: int, world_size: int) -> None:
     """Exercise 5.3: bytes per rank at each ZeRO stage (fp32 + AdamW), and against the measured DDP/FSDP runs.
@@ -77,25 +96,6 @@ def check_zero_bytes(fn: Callable[[int, int, int], dict[str, float]], measured: 
                          float(measured[name][part]), atol=0.5, rtol=0)
     passed(title, f"the formulas match the {world_size}-rank run: DDP {sum(measured['ddp'].values()):,.0f} B, "
                   f"FSDP {sum(measured['fsdp'].values()):,.0f} B per rank")
-
-
-def check_shard_rows(fn: Callable[[int, int], list[int]], shards: list[list[ParamShard]]) -> None:
-    """Exercise 5.2: rows of dim 0 per rank, as FSDP2 splits them; ``shards[rank]`` are the run's shard facts."""
-    title = "Exercise 5.2 (rows per rank)"
-    for dim0, N in [(8, 2), (10, 4), (3, 4), (320, 3), (1, 1)]:
-        got = attempt(title, fn, dim0, N)
-        expected = shard_rows(dim0, N)
-        expect(title, list(got) == expected,
-               f"{dim0} rows over {N} ranks: expected {expected}, got {list(got)}. FSDP2 uses torch.chunk: "
-               f"every rank gets ceil({dim0}/{N}) = {math.ceil(dim0 / N)} rows until the rows run out")
-    world_size = len(shards)
-    for i, fact in enumerate(shards[0]):
-        measured = [rank_facts[i].local_shape[0] for rank_facts in shards]
-        predicted = list(fn(fact.global_shape[0], world_size))
-        expect(title, predicted == measured,
-               f"{fact.name} {fact.global_shape}: the run's ranks held {measured} rows, "
-               f"you predicted {predicted}")
-    passed(title, f"matches torch.chunk and the local shapes of all {len(shards[0])} parameters in the run")
 
 
 def check_largest_all_gather(fn: Callable[[dict[str, list[list[int]]]], tuple[str, int]],
