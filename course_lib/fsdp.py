@@ -121,7 +121,7 @@ def shard_model(model: nn.Module, **options: object) -> nn.Module:
     """FSDP2: each block (here each layer) becomes one unit, then the root; parameters become DTensor shards."""
     device_type = next(model.parameters()).device.type
     mesh = init_device_mesh(device_type, (dist.get_world_size(),))  # a 1-D mesh: shard over all ranks
-    for block in model.children():  # one unit per block: only one block's full parameters at a time
+    for block in model.children():  # one unit per block: gathered one block (two with prefetch) at a time
         fully_shard(block, mesh=mesh, **options)
     fully_shard(model, mesh=mesh, **options)  # the root last: it owns what no block took
     return model
