@@ -3,8 +3,10 @@
 1. **ZeRO arithmetic.** Training state per parameter with Adam(W): the parameter, its gradient and two
    optimizer moments. Plain float32 keeps 4 + 4 + 8 = 16 bytes; classic mixed precision keeps a 2-byte
    copy and a 2-byte gradient for compute plus a float32 master copy and the moments: 2 + 2 + 12 = 16
-   bytes as well. ZeRO stage 1 shards the optimizer state across the ranks, stage 2 also the
-   gradients, stage 3 (= FSDP's full sharding) also the parameters.
+   bytes as well. (FSDP2's ``MixedPrecisionPolicy`` keeps 4 + 4 + 8: float32 shards, gradient shards and
+   moments; only the gathered parameters, the compute and the activations are bfloat16.) ZeRO stage 1
+   shards the optimizer state across the ranks, stage 2 also the gradients, stage 3 (= FSDP's full
+   sharding) also the parameters.
 2. **The lesson's code**, short on purpose (notebook 05 prints it): ``setup_process_group``,
    ``shard_model``, ``train_step`` and ``gather_full_state_dict``.
 3. **Runs and results.** ``run_rank`` is what every rank executes, started by ``launch`` (from a
@@ -29,7 +31,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import NoReturn
+from typing import NamedTuple, NoReturn
 
 import torch
 import torch.distributed as dist
@@ -37,8 +39,9 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 from torch import nn
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-from torch.distributed.device_mesh import init_device_mesh
+from torch.distributed.device_mesh import DeviceMesh, init_device_mesh
 from torch.distributed.fsdp import CPUOffloadPolicy, FSDPModule, MixedPrecisionPolicy, OffloadPolicy, fully_shard
+from torch.distributed.fsdp._fully_shard._fsdp_collectives import DefaultAllGather, DefaultReduceScatter
 from torch.distributed.tensor import DTensor
 from torch.nn.parallel import DistributedDataParallel
 
@@ -118,10 +121,23 @@ def shard_model(model: nn.Module, **options: object) -> nn.Module:
     """FSDP2: each block (here each layer) becomes one unit, then the root; parameters become DTensor shards."""
     device_type = next(model.parameters()).device.type
     mesh = init_device_mesh(device_type, (dist.get_world_size(),))  # a 1-D mesh: shard over all ranks
-    for block in model.children():  # one unit per block: only one block's full parameters at a time
+    for block in model.children():  # one unit per block: gathered one block (two with prefetch) at a time
         fully_shard(block, mesh=mesh, **options)
     fully_shard(model, mesh=mesh, **options)  # the root last: it owns what no block took
     return model
+
+
+@contextmanager
+def one_process_group(timeout_s: float = 30.0) -> Iterator[DeviceMesh]:
+    """A gloo process group of this process alone (world size 1) and its 1-D CPU mesh, destroyed on exit."""
+    if dist.is_initialized():
+        raise RuntimeError("this process already has a process group; call dist.destroy_process_group() first")
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1,
+                            timeout=timedelta(seconds=timeout_s))
+    try:
+        yield init_device_mesh("cpu", (1,))
+    finally:
+        dist.destroy_process_group()
 
 
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -169,7 +185,7 @@ class RunSpec:
     hidden: int = 320
     dtype: str = "float32"
     reshard_after_forward: bool = True  # False keeps gathered parameters from forward to backward (ZeRO-2-like)
-    mixed_precision: bool = False  # bfloat16 parameters and compute, float32 gradient reduction
+    mixed_precision: bool = False  # bfloat16 gathered parameters and compute, float32 gradient reduction
     cpu_offload: bool = False  # keep shards and optimizer state in CPU memory (pin_memory=False)
     profile: bool = False  # record the collectives of one steady-state step with the autograd profiler
 
@@ -207,6 +223,24 @@ class ParamShard:
     dtype: str
 
 
+class Collective(NamedTuple):
+    """One all-gather or reduce-scatter FSDP issued: its unit, dtype, bytes, and who held full parameters then."""
+
+    unit: str
+    dtype: str
+    nbytes: int  # all-gather: its output (the unit's full parameters); reduce-scatter: its input (full gradients)
+    resident: tuple[str, ...] = ()  # all-gather: the units holding full parameters once it is issued
+
+
+class StepEvent(NamedTuple):
+    """One bar of the profiled step's timeline: a row, the unit it belongs to, start and end in ms."""
+
+    row: str  # "all-gather", "forward compute", "backward compute" or "reduce-scatter"
+    unit: str  # "fc1", or "fc1 (prefetch)" for an all-gather issued ahead by the unit after it
+    start_ms: float
+    end_ms: float
+
+
 @dataclass
 class RankResult:
     """What one rank measured in one run."""
@@ -223,6 +257,10 @@ class RankResult:
     gathered_after_forward: int = 0
     collectives: dict[str, int] = field(default_factory=dict)  # in the profiled step
     trace: list[str] = field(default_factory=list)  # FSDP's labels and collectives of the profiled step, in order
+    timeline: list[StepEvent] = field(default_factory=list)  # the profiled step as bars, in time order
+    all_gathers: list[Collective] = field(default_factory=list)  # FSDP runs: each all-gather of step PROFILED_STEP
+    reduce_scatters: list[Collective] = field(default_factory=list)  # and each reduce-scatter of that step
+    dtypes: dict[str, str] = field(default_factory=dict)  # FSDP runs: the dtype of each kind of tensor
 
 
 def build_model(spec: RunSpec, device: torch.device) -> tuple[nn.Module, nn.Module]:
@@ -293,6 +331,118 @@ def gathered_bytes(model: nn.Module) -> Iterator[dict[str, int]]:
             handle.remove()
 
 
+def holds_full_parameters(unit: FSDPModule) -> bool:
+    """Whether ``unit``'s full parameters are in memory now: gathered, or their all-gather issued (FSDP2 internals)."""
+    return any(group.is_unsharded or group._all_gather_result is not None
+               for group in unit._get_fsdp_state()._fsdp_param_groups)
+
+
+@dataclass
+class CollectiveLog:
+    """What the counting collectives record while ``recording`` is on."""
+
+    recording: bool = False
+    all_gathers: list[Collective] = field(default_factory=list)
+    reduce_scatters: list[Collective] = field(default_factory=list)
+
+
+class CountingAllGather(DefaultAllGather):
+    """FSDP2's default all-gather, recording each call's unit, dtype, bytes and the units holding full parameters."""
+
+    def __init__(self, unit: str, units: dict[str, FSDPModule], log: CollectiveLog) -> None:
+        self.unit, self.units, self.log = unit, units, log
+
+    def __call__(self, output_tensor: torch.Tensor, input_tensor: torch.Tensor, group: dist.ProcessGroup,
+                 async_op: bool = False) -> dist.Work | None:
+        if self.log.recording:  # this unit is not marked as gathering yet: FSDP does so once the call returns
+            resident = tuple(name for name, unit in self.units.items()
+                             if name == self.unit or holds_full_parameters(unit))
+            self.log.all_gathers.append(Collective(self.unit, str(output_tensor.dtype).replace("torch.", ""),
+                                                   output_tensor.nbytes, resident))
+        return super().__call__(output_tensor, input_tensor, group, async_op)
+
+
+class CountingReduceScatter(DefaultReduceScatter):
+    """FSDP2's default reduce-scatter, recording each call's unit, dtype and input bytes."""
+
+    def __init__(self, unit: str, log: CollectiveLog) -> None:
+        self.unit, self.log = unit, log
+
+    def __call__(self, output_tensor: torch.Tensor, input_tensor: torch.Tensor, group: dist.ProcessGroup,
+                 op: object, async_op: bool = False) -> dist.Work | None:
+        if self.log.recording:
+            self.log.reduce_scatters.append(Collective(self.unit, str(input_tensor.dtype).replace("torch.", ""),
+                                                       input_tensor.nbytes))
+        return super().__call__(output_tensor, input_tensor, group, op, async_op)
+
+
+def count_collectives(model: nn.Module) -> CollectiveLog:
+    """Give every FSDP unit of ``model`` counting collectives (``set_custom_all_gather``); return their shared log."""
+    log = CollectiveLog()
+    units = {name: model.get_submodule(name) for name in fsdp_units(model)}
+    for name, unit in units.items():
+        unit.set_custom_all_gather(CountingAllGather(name, units, log))
+        unit.set_custom_reduce_scatter(CountingReduceScatter(name, log))
+    return log
+
+
+def peak_full_parameters(all_gathers: list[Collective]) -> tuple[tuple[str, ...], int]:
+    """The units holding full parameters at once at the step's peak, and their bytes (each unit's all-gather output)."""
+    if not all_gathers:
+        raise ValueError("no all-gather was recorded")
+    unit_bytes = {record.unit: record.nbytes for record in all_gathers}
+    peak = max(all_gathers, key=lambda record: sum(unit_bytes[unit] for unit in record.resident))
+    return peak.resident, sum(unit_bytes[unit] for unit in peak.resident)
+
+
+@contextmanager
+def forward_dtypes(layer: nn.Module) -> Iterator[dict[str, str]]:
+    """Record the dtypes ``layer`` computes with: its (gathered) weight, its input and its output."""
+    record: dict[str, str] = {}
+
+    def note(_: nn.Module, args: tuple, output: torch.Tensor) -> None:  # after FSDP's pre-forward: weight gathered
+        record.update({"gathered weight in forward": layer.weight.dtype, "activations (layer input)": args[0].dtype,
+                       "layer output": output.dtype})
+
+    handle = layer.register_forward_hook(note, prepend=True)  # before FSDP's post-forward reshards the weight
+    try:
+        yield record
+    finally:
+        handle.remove()
+        record.update({key: str(dtype).replace("torch.", "") for key, dtype in record.items()})
+
+
+def state_dtypes(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, str]:
+    """The dtypes of the persistent training state: parameter shards, gradient shards, optimizer moments."""
+    param = next(model.parameters())
+    moment = optimizer.state[param]["exp_avg"]
+    return {name: str(_local(t).dtype).replace("torch.", "")
+            for name, t in (("sharded parameters", param), ("gradients", param.grad), ("optimizer moments", moment))}
+
+
+_FORWARD_OPS, _BACKWARD_OPS = ("aten::conv2d", "aten::linear"), ("ConvolutionBackward0", "AddmmBackward0")
+
+
+def _timeline(events: list) -> list[StepEvent]:
+    """The profiled step as bars: FSDP's all-gathers and reduce-scatters, and each layer's forward and backward ops."""
+    events = sorted(events, key=lambda e: e.time_range.start)
+    t0 = events[0].time_range.start if events else 0
+    bars, unit, prefetch_end = [], "", -1.0
+    for e in events:
+        start, end, label = e.time_range.start, e.time_range.end, e.name.split(" ")[-1].strip("()")
+        if e.name.startswith(("FSDP::pre_forward", "FSDP::pre_backward")):
+            unit = label
+        elif e.name.startswith("FSDP::backward_prefetch"):
+            prefetch_end = end
+        elif e.name.startswith("FSDP::all_gather ("):
+            bars.append(("all-gather", f"{label} (prefetch)" if end <= prefetch_end else label, start, end))
+        elif e.name.startswith("FSDP::post_backward_reduce"):
+            bars.append(("reduce-scatter", label, start, end))
+        elif e.name in _FORWARD_OPS or e.name in _BACKWARD_OPS:
+            bars.append(("forward compute" if e.name in _FORWARD_OPS else "backward compute", unit, start, end))
+    return [StepEvent(row, unit, (start - t0) / 1000, (end - t0) / 1000) for row, unit, start, end in bars]
+
+
 def _trace(events: list) -> tuple[list[str], dict[str, int]]:
     """FSDP's labels and the collectives of a profiled step, in time order, and the collectives counted."""
     names = [e.name for e in sorted(events, key=lambda e: e.time_range.start) if e.name.startswith(_TRACE_PREFIXES)]
@@ -314,13 +464,16 @@ def training(spec: RunSpec, device: torch.device, data: tuple[torch.Tensor, ...]
     loader = rank_batches(X_train.to(DTYPES[spec.dtype]), y_train, spec.global_batch_size, rank, world_size,
                           spec.seed)
     result = RankResult(spec.strategy, fsdp_units(plain), shard_facts(plain))
+    log = count_collectives(plain) if spec.strategy == "fsdp" else CollectiveLog()
     losses, seconds, epoch_ends = [], [], []
     for epoch in range(spec.epochs):
         loader.sampler.set_epoch(epoch)
         for X, y in loader:
+            log.recording = len(losses) == PROFILED_STEP  # the all-gathers and reduce-scatters of one step
             with ExitStack() as measuring:
                 if not losses and spec.strategy == "fsdp":
                     gathered = measuring.enter_context(gathered_bytes(model))
+                    dtypes = measuring.enter_context(forward_dtypes(plain.fc1))
                 if len(losses) == PROFILED_STEP and spec.profile:
                     # The autograd profiler (without Kineto) starts in milliseconds and records FSDP's labels
                     profiler = measuring.enter_context(torch.autograd.profiler.profile())
@@ -332,6 +485,7 @@ def training(spec: RunSpec, device: torch.device, data: tuple[torch.Tensor, ...]
                 result.gathered_during_forward = gathered
             if len(losses) == PROFILED_STEP + 1 and spec.profile:
                 result.trace, result.collectives = _trace(profiler.function_events)
+                result.timeline = _timeline(profiler.function_events)
             if len(losses) == spec.max_steps:
                 break
             yield  # another run may take a step now (run_in_turns)
@@ -347,6 +501,9 @@ def training(spec: RunSpec, device: torch.device, data: tuple[torch.Tensor, ...]
                            for start, end in zip([0, *epoch_ends], epoch_ends, strict=False)]
     result.seconds_per_step = torch.tensor(seconds[1:] or seconds).median().item()
     result.memory = memory_bytes(model, optimizer)
+    result.all_gathers, result.reduce_scatters, log.recording = log.all_gathers, log.reduce_scatters, False
+    if spec.strategy == "fsdp":
+        result.dtypes = {**state_dtypes(plain, optimizer), **dtypes}
     result.test_accuracy = evaluate(plain, X_test.to(DTYPES[spec.dtype]), y_test)[1]
     state = gather_full_state_dict(plain)  # a collective under FSDP: every rank takes part
     if dist.get_rank() == 0:

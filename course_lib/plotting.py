@@ -320,6 +320,38 @@ def draw_im2col(image: np.ndarray, kernel: np.ndarray, stride: int = 1) -> plt.F
     return fig
 
 
+# --- lesson 05 ---
+
+TIMELINE_ROWS = ("all-gather", "forward compute", "backward compute", "reduce-scatter")
+_ROW_COLORS = {"all-gather": "tab:blue", "forward compute": "tab:green", "backward compute": "tab:olive",
+               "reduce-scatter": "tab:red"}
+
+
+def plot_step_timeline(timeline: list[tuple[str, str, float, float]], title: str,
+                       ax: plt.Axes | None = None) -> plt.Axes:
+    """Draw one training step as a Gantt chart: a row per kind of work, a bar per (row, unit, start ms, end ms).
+
+    Prefetched all-gathers (unit ending in "(prefetch)") are hatched.
+    """
+    if not timeline:
+        raise ValueError("timeline must hold at least one (row, unit, start_ms, end_ms) event")
+    unknown = {event[0] for event in timeline} - set(TIMELINE_ROWS)
+    if unknown:
+        raise ValueError(f"rows must be among {TIMELINE_ROWS}, got {sorted(unknown)}")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(11, 3.2))
+    for row, unit, start, end in timeline:
+        y = TIMELINE_ROWS.index(row)
+        ax.barh(y, end - start, left=start, height=0.6, color=_ROW_COLORS[row], edgecolor="black", linewidth=0.5,
+                hatch="//" if unit.endswith("(prefetch)") else None)
+        ax.text((start + end) / 2, y - 0.4, unit.replace(" (prefetch)", "*"), ha="center", va="bottom", fontsize=7)
+    ax.set_yticks(range(len(TIMELINE_ROWS)), TIMELINE_ROWS)
+    ax.set_ylim(len(TIMELINE_ROWS) - 0.4, -0.8)
+    ax.set_xlabel("time since the step started (ms, this machine)")
+    ax.set_title(title)
+    return ax
+
+
 # --- lesson 06 ---
 
 

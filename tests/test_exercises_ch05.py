@@ -5,9 +5,12 @@ from __future__ import annotations
 import math
 
 import pytest
+from torch import nn
+from torch.distributed.device_mesh import DeviceMesh
+from torch.distributed.fsdp import fully_shard
 
 from course_lib.exercises import ExerciseFailed
-from course_lib.exercises.ch05 import check_largest_all_gather, check_shard_rows, check_zero_bytes
+from course_lib.exercises.ch05 import check_largest_all_gather, check_shard, check_shard_rows, check_zero_bytes
 from course_lib.fsdp import ParamShard, shard_rows, zero_bytes_per_rank
 from course_lib.memory import count_parameters
 from course_lib.models import SimpleCNN
@@ -26,11 +29,20 @@ def _shards(world_size: int) -> list[list[ParamShard]]:
              for name, shape in facts] for rank in range(world_size)]
 
 
+def _shard(model: nn.Module, mesh: DeviceMesh) -> None:
+    """The reference answer of exercise 5.1: each block, then the root."""
+    for block in model.children():
+        fully_shard(block, mesh=mesh)
+    fully_shard(model, mesh=mesh)
+
+
 def test_reference_answers_pass(capsys: pytest.CaptureFixture) -> None:
+    check_shard(_shard)
+    check_shard(_shard)  # the checker's process group is gone after each check: it can run again
     check_zero_bytes(zero_bytes_per_rank, MEASURED, N_PARAMS, WORLD_SIZE)
     check_shard_rows(shard_rows, _shards(3))
     check_largest_all_gather(lambda shapes: ("fc1", GATHERED["fc1"]), SHAPES, GATHERED)
-    assert capsys.readouterr().out.count("[passed]") == 3
+    assert capsys.readouterr().out.count("[passed]") == 5
 
 
 def test_zero_bytes_mistakes() -> None:
@@ -56,3 +68,34 @@ def test_largest_all_gather_mistakes() -> None:
     weights_only = 4 * 320 * 256
     with pytest.raises(ExerciseFailed, match="bytes of fc1"):
         check_largest_all_gather(lambda shapes: ("fc1", weights_only), SHAPES, GATHERED)
+
+
+def test_shard_mistakes() -> None:
+    def only_root(model: nn.Module, mesh: DeviceMesh) -> None:
+        fully_shard(model, mesh=mesh)
+
+    def no_root(model: nn.Module, mesh: DeviceMesh) -> None:
+        for block in model.children():
+            fully_shard(block, mesh=mesh)
+
+    def first_two_blocks(model: nn.Module, mesh: DeviceMesh) -> None:
+        for block in list(model.children())[:2]:
+            fully_shard(block, mesh=mesh)
+        fully_shard(model, mesh=mesh)
+
+    with pytest.raises(ExerciseFailed, match="only the root is sharded"):
+        check_shard(only_root)
+    with pytest.raises(ExerciseFailed, match="the root is not: call fully_shard"):
+        check_shard(no_root)
+    with pytest.raises(ExerciseFailed, match=r"blocks \['fc1', 'fc2'\] are not FSDP units"):
+        check_shard(first_two_blocks)
+    def root_first(model: nn.Module, mesh: DeviceMesh) -> None:
+        fully_shard(model, mesh=mesh)
+        for block in model.children():
+            fully_shard(block, mesh=mesh)
+
+    with pytest.raises(ExerciseFailed, match="fully_shard each block first and the root last"):
+        check_shard(root_first)
+    with pytest.raises(ExerciseFailed, match="not attempted yet"):
+        check_shard(lambda model, mesh: (_ for _ in ()).throw(NotImplementedError))
+    check_shard(_shard)  # a failed check closed its process group too

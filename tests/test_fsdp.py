@@ -28,7 +28,17 @@ import torch.distributed as dist
 from torch.multiprocessing import ProcessRaisedException
 
 from course_lib import fsdp, roundoff
-from course_lib.fsdp import RunSpec, free_port, launch, new_run_dir, padding_elements, run_in_turns, shard_rows
+from course_lib.fsdp import (
+    Collective,
+    RunSpec,
+    free_port,
+    launch,
+    new_run_dir,
+    padding_elements,
+    peak_full_parameters,
+    run_in_turns,
+    shard_rows,
+)
 from course_lib.fsdp import zero_bytes_per_rank as zero_bytes
 from course_lib.memory import count_parameters
 from course_lib.models import SimpleCNN
@@ -64,7 +74,8 @@ def test_two_rank_fsdp_equals_single_process_and_issues_the_collectives_of_its_u
     runs = [RunSpec("single64", strategy="single", dtype="float64", **short),
             RunSpec("fsdp64", dtype="float64", profile=True, **short),
             RunSpec("single32", strategy="single", **short),
-            RunSpec("fsdp32", **short)]
+            RunSpec("fsdp32", **short),
+            RunSpec("fsdp_bf16", mixed_precision=True, **short)]
     port = free_port()
     results = launch(runs, world_size=2, run_dir=tmp_path, port=port)
     assert not _leftover_processes() and _port_is_free(port)
@@ -91,6 +102,39 @@ def test_two_rank_fsdp_equals_single_process_and_issues_the_collectives_of_its_u
     assert fsdp64.gathered_during_forward == {name: 8 * count_parameters(layer) for name, layer in
                                               model.named_children()}  # float64: 8 B, one unit at a time
     assert results["single64"][0].memory["params"] == 8 * count_parameters(model)
+    # The all-gathers of one step: each unit's full parameters in forward, again in backward, the next one
+    # prefetched while the current one is still held, so at most 2 units hold full parameters at once.
+    unit_bytes = {name: count_parameters(layer) for name, layer in model.named_children()}
+    gathered = [(c.unit, c.dtype, c.nbytes) for c in fsdp64.all_gathers]
+    assert gathered == [(u, "float64", 8 * unit_bytes[u]) for u in [*layers, *reversed(layers)]]
+    assert [c.resident for c in fsdp64.all_gathers[len(layers):]] == [
+        ("fc2",), ("fc1", "fc2"), ("conv2", "fc1"), ("conv1", "conv2")]
+    assert peak_full_parameters(fsdp64.all_gathers) == (("conv2", "fc1"), 8 * (unit_bytes["conv2"] + unit_bytes["fc1"]))
+    assert [(c.unit, c.nbytes) for c in fsdp64.reduce_scatters] == [(u, 8 * unit_bytes[u]) for u in reversed(layers)]
+    rows = [(e.row, e.unit) for e in fsdp64.timeline]
+    assert rows[:2 * len(layers)] == [(row, u) for u in layers for row in ("all-gather", "forward compute")]
+    assert rows.index(("all-gather", "fc1 (prefetch)")) < rows.index(("backward compute", "fc2"))
+    assert all(e.start_ms <= e.end_ms for e in fsdp64.timeline)
+    # bfloat16 mixed precision: the same float32 state, half the bytes gathered, gradients reduced in float32
+    fp32, bf16 = results["fsdp32"][0], results["fsdp_bf16"][0]
+    assert fp32.memory == bf16.memory and fp32.dtypes["gradients"] == bf16.dtypes["optimizer moments"] == "float32"
+    assert bf16.dtypes["gathered weight in forward"] == bf16.dtypes["activations (layer input)"] == "bfloat16"
+    assert [2 * c.nbytes for c in bf16.all_gathers] == [c.nbytes for c in fp32.all_gathers]
+    assert [c.nbytes for c in bf16.reduce_scatters] == [c.nbytes for c in fp32.reduce_scatters]
+    assert not results["single32"][0].all_gathers and not fp32.timeline  # not FSDP; not profiled
+
+
+def test_peak_full_parameters_and_one_process_group() -> None:
+    records = [Collective("a", "float32", 10, ("a",)), Collective("b", "float32", 30, ("a", "b")),
+               Collective("c", "float32", 5, ("b", "c"))]
+    assert peak_full_parameters(records) == (("a", "b"), 40)
+    with pytest.raises(ValueError, match="no all-gather"):
+        peak_full_parameters([])
+    with fsdp.one_process_group() as mesh:
+        assert dist.get_world_size() == 1 and mesh.size() == 1
+        with pytest.raises(RuntimeError, match="already has a process group"), fsdp.one_process_group():
+            pass
+    assert not dist.is_initialized()
 
 
 def _fail_in_second_step_on_rank_1(runs: list[RunSpec], out_dir: Path, timeout_s: float) -> list:

@@ -76,6 +76,28 @@ def test_draw_im2col_shows_the_real_windows_rows_and_output() -> None:
         draw_im2col(np.ones((5, 5)), np.ones((1, 1)))
 
 
+# --- lesson 05 ---
+
+def test_plot_step_timeline_draws_one_bar_per_event_in_its_row() -> None:
+    from course_lib.plotting import TIMELINE_ROWS, plot_step_timeline
+
+    timeline = [("all-gather", "fc2", 0.0, 1.0), ("all-gather", "fc1 (prefetch)", 1.0, 3.0),
+                ("backward compute", "fc2", 3.0, 3.5), ("reduce-scatter", "fc2", 3.5, 4.0)]
+    ax = plot_step_timeline(timeline, title="step")
+    bars = ax.patches
+    assert len(bars) == 4 and ax.get_title() == "step"
+    assert [(b.get_x(), b.get_width(), b.get_y() + b.get_height() / 2) for b in bars] == [
+        (0.0, 1.0, 0), (1.0, 2.0, 0), (3.0, 0.5, TIMELINE_ROWS.index("backward compute")),
+        (3.5, 0.5, TIMELINE_ROWS.index("reduce-scatter"))]
+    assert [b.get_hatch() for b in bars] == [None, "//", None, None]  # the prefetched all-gather is hatched
+    assert [t.get_text() for t in ax.texts] == ["fc2", "fc1*", "fc2", "fc2"]
+    plt.close("all")
+    with pytest.raises(ValueError, match="at least one"):
+        plot_step_timeline([], title="empty")
+    with pytest.raises(ValueError, match="rows must be among"):
+        plot_step_timeline([("compute", "fc1", 0.0, 1.0)], title="bad row")
+
+
 # --- lesson 06 ---
 
 
