@@ -253,6 +253,7 @@ class RankResult:
     test_accuracy: float = float("nan")
     memory: dict[str, int] = field(default_factory=dict)  # bytes of each part; "<part>_allocated": with padding
     seconds_per_step: float = float("nan")  # median, the first (warm-up) step left out
+    fastest_step_seconds: float = float("nan")  # the least disturbed step: what load on the machine cannot inflate
     gathered_during_forward: dict[str, int] = field(default_factory=dict)  # FSDP's first step, per unit
     gathered_after_forward: int = 0
     collectives: dict[str, int] = field(default_factory=dict)  # in the profiled step
@@ -500,6 +501,7 @@ def training(spec: RunSpec, device: torch.device, data: tuple[torch.Tensor, ...]
     result.epoch_losses = [sum(result.losses[start:end]) / (end - start)
                            for start, end in zip([0, *epoch_ends], epoch_ends, strict=False)]
     result.seconds_per_step = torch.tensor(seconds[1:] or seconds).median().item()
+    result.fastest_step_seconds = min(seconds[1:] or seconds)
     result.memory = memory_bytes(model, optimizer)
     result.all_gathers, result.reduce_scatters, log.recording = log.all_gathers, log.reduce_scatters, False
     if spec.strategy == "fsdp":

@@ -88,6 +88,7 @@ def test_two_rank_fsdp_equals_single_process_and_issues_the_collectives_of_its_u
         fsdp64, single = results["fsdp64"][rank], results["single64"][rank]
         assert fsdp64.units == layers  # fully_shard on each layer; the root owns no parameter of its own
         assert len(fsdp64.losses) == 4
+        assert 0 < fsdp64.fastest_step_seconds <= fsdp64.seconds_per_step  # the minimum of the steps the median is of
         assert max(abs(a - b) for a, b in zip(fsdp64.losses, single.losses, strict=True)) < roundoff(torch.float64)
         for part in ("params", "grads", "optimizer"):  # every dim 0 is even: exactly half, no padding
             assert 2 * fsdp64.memory[part] == single.memory[part] == 2 * fsdp64.memory[f"{part}_allocated"]
