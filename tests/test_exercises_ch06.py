@@ -57,3 +57,19 @@ def test_checkpointed_checker_spots_plain_and_detached_blocks() -> None:
         check_checkpointed(lambda block, x: block(x).detach())
     with pytest.raises(ExerciseFailed, match="output"):
         check_checkpointed(lambda block, x: checkpoint(block, 2 * x, use_reentrant=False))
+
+
+def test_exercises_are_numbered_in_notebook_order() -> None:
+    import json
+    import re
+    from pathlib import Path
+
+    cells = json.loads((Path(__file__).parents[1] / "notebooks" / "06_efficient_finetuning.ipynb").read_text())["cells"]
+    text = ["".join(cell["source"]) for cell in cells]
+    headings = [m for t in text for m in re.findall(r"### Your turn: exercise (6\.\d)", t)]
+    assert headings == ["6.1", "6.2", "6.3", "6.4"]
+    checkers = [m for t in text for m in re.findall(r"^(check_\w+)\(", t, re.MULTILINE)]
+    assert checkers == ["check_lora_forward", "check_lora_count", "check_checkpointed", "check_absmax_int8"]
+    titles = [re.search(r"Exercise (6\.\d)", f.__doc__).group(1) for f in
+              (check_lora_forward, check_lora_count, check_checkpointed, check_absmax_int8)]
+    assert titles == headings

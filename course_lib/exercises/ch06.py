@@ -52,30 +52,9 @@ def check_lora_count(lora_count: Callable[[nn.Module, int], int], model: nn.Modu
     passed(title, "matches the model for r = 1, 8 and 16")
 
 
-def check_absmax_int8(quantize: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
-                      dequantize: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
-    """Exercise 6.3: per-tensor absmax int8, round trip within half a quantization step."""
-    title = "Exercise 6.3 (absmax int8)"
-    w = torch.randn(32, 16, generator=torch.Generator().manual_seed(0))
-    codes, scale = attempt(title, quantize, w)
-    expect(title, isinstance(codes, torch.Tensor) and codes.dtype == torch.int8,
-           f"codes must be an int8 tensor, got {getattr(codes, 'dtype', type(codes).__name__)}")
-    expect(title, codes.shape == w.shape, f"codes must have the weight's shape {tuple(w.shape)}, got "
-           f"{tuple(codes.shape)}")
-    step = w.abs().max().item() / 127
-    expect_close(f"{title}, scale", float(scale), step, atol=1e-7, rtol=1e-5)
-    expect(title, codes.abs().max().item() == 127, "the largest |weight| must map to code +-127: "
-           f"got max |code| = {codes.abs().max().item()}")
-    restored = attempt(title, dequantize, codes, scale)
-    err = (restored.float() - w).abs().max().item()
-    expect(title, err <= step / 2 + 1e-6, f"round-trip error {err:.3g} exceeds half a step ({step / 2:.3g}): "
-           "round to the nearest code (torch.round), don't truncate")
-    passed(title, f"max round-trip error {err:.4f} <= half a step {step / 2:.4f}")
-
-
 def check_checkpointed(checkpointed: Callable[[nn.Module, torch.Tensor], torch.Tensor]) -> None:
-    """Exercise 6.4: ``checkpointed(block, x)`` gives ``block(x)`` and its gradients, saving only ``x`` for backward."""
-    title = "Exercise 6.4 (checkpointed block)"
+    """Exercise 6.3: ``checkpointed(block, x)`` gives ``block(x)`` and its gradients, saving only ``x`` for backward."""
+    title = "Exercise 6.3 (checkpointed block)"
     gen = torch.Generator().manual_seed(0)
     block = nn.Sequential(nn.Linear(8, 32), nn.Tanh(), nn.Linear(32, 8)).double()
     x = torch.randn(16, 8, generator=gen, dtype=torch.float64, requires_grad=True)
@@ -101,3 +80,24 @@ def check_checkpointed(checkpointed: Callable[[nn.Module, torch.Tensor], torch.T
            f"the input's {input_bytes} (without checkpointing: {plain.bytes}); call "
            "torch.utils.checkpoint.checkpoint(block, x, use_reentrant=False)")
     passed(title, f"same output and gradients; saved {saved.bytes} B (the input) instead of {plain.bytes} B")
+
+
+def check_absmax_int8(quantize: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+                      dequantize: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
+    """Exercise 6.4: per-tensor absmax int8, round trip within half a quantization step."""
+    title = "Exercise 6.4 (absmax int8)"
+    w = torch.randn(32, 16, generator=torch.Generator().manual_seed(0))
+    codes, scale = attempt(title, quantize, w)
+    expect(title, isinstance(codes, torch.Tensor) and codes.dtype == torch.int8,
+           f"codes must be an int8 tensor, got {getattr(codes, 'dtype', type(codes).__name__)}")
+    expect(title, codes.shape == w.shape, f"codes must have the weight's shape {tuple(w.shape)}, got "
+           f"{tuple(codes.shape)}")
+    step = w.abs().max().item() / 127
+    expect_close(f"{title}, scale", float(scale), step, atol=1e-7, rtol=1e-5)
+    expect(title, codes.abs().max().item() == 127, "the largest |weight| must map to code +-127: "
+           f"got max |code| = {codes.abs().max().item()}")
+    restored = attempt(title, dequantize, codes, scale)
+    err = (restored.float() - w).abs().max().item()
+    expect(title, err <= step / 2 + 1e-6, f"round-trip error {err:.3g} exceeds half a step ({step / 2:.3g}): "
+           "round to the nearest code (torch.round), don't truncate")
+    passed(title, f"max round-trip error {err:.4f} <= half a step {step / 2:.4f}")
