@@ -34,9 +34,26 @@ def make_mul(*, accumulate: bool = True, chain: bool = True, children: bool = Tr
     return mul
 
 
+def test_check_shared_tensor_passes_both_ways_of_sharing_when_possible(capsys) -> None:
+    check_shared_tensor(lambda a: torch.as_tensor(a, dtype=torch.float32))
+    check_shared_tensor(lambda a: torch.from_numpy(a).float())   # .float() of a float32 tensor is itself
+    assert capsys.readouterr().out.count("[passed] Exercise 1.1") == 2
+
+
+def test_check_shared_tensor_says_what_is_wrong() -> None:
+    with pytest.raises(ExerciseFailed, match="float32 array .* holds a copy"):
+        check_shared_tensor(lambda a: torch.tensor(a, dtype=torch.float32))
+    float64_kept = "float64 array the tensor's dtype is torch.float64, expected torch.float32"
+    with pytest.raises(ExerciseFailed, match=float64_kept):
+        check_shared_tensor(torch.from_numpy)
+    with pytest.raises(ExerciseFailed, match="expected a torch.Tensor, got ndarray"):
+        check_shared_tensor(lambda a: a.astype(np.float32))
+    with pytest.raises(ExerciseFailed, match="values of a int64 array"):
+        check_shared_tensor(lambda a: torch.as_tensor(a, dtype=torch.float32) / 2 if a.dtype == np.int64
+                            else torch.as_tensor(a, dtype=torch.float32))
+
+
 def test_ch01_checkers_catch_typical_mistakes() -> None:
-    with pytest.raises(ExerciseFailed, match="holds a copy"):
-        check_shared_tensor(lambda a: torch.tensor(a))
     with pytest.raises(ExerciseFailed, match="must return a Value"):
         check_sigmoid(lambda v: 1 / (1 + np.exp(-v.data)))
 
@@ -47,7 +64,8 @@ def test_check_mul_passes_the_reference(capsys) -> None:
 
 
 def test_check_mul_says_overwriting_loses_a_path() -> None:
-    with pytest.raises(ExerciseFailed, match=r"for mul\(a, a\) at a=3, a.grad is 3, expected 6.*use \+="):
+    two_paths = r"for mul\(a, a\) at a=3, a.grad is 3, expected 6 = 2a: a is both operands, two paths"
+    with pytest.raises(ExerciseFailed, match=two_paths + r".*use \+="):
         check_mul(make_mul(accumulate=False))
 
 
@@ -93,5 +111,6 @@ def test_check_mul_catches_an_overwrite_hidden_behind_a_special_case() -> None:
         out._backward = _backward
         return out
 
-    with pytest.raises(ExerciseFailed, match=r"for f = a\*b \+ a\*a at a=3, b=-2, a.grad is -2, expected 4.*use \+="):
+    three_paths = r"for f = a\*b \+ a\*a at a=3, b=-2, a.grad is -2, expected 4 = 2a \+ b, the sum over a's three paths"
+    with pytest.raises(ExerciseFailed, match=three_paths + r".*use \+="):
         check_mul(special_cased)

@@ -11,18 +11,23 @@ from course_lib.autograd import Value
 from course_lib.exercises import attempt, expect, expect_close, passed
 
 
-def check_shared_tensor(to_tensor: Callable[[np.ndarray], torch.Tensor]) -> None:
-    """Exercise 1.1: ``to_tensor(a)`` must return a tensor that shares memory with ``a``."""
-    title = "Exercise 1.1 (shared memory)"
-    a = np.arange(6, dtype=np.float64).reshape(2, 3)
-    t = attempt(title, to_tensor, a)
-    expect(title, isinstance(t, torch.Tensor), f"expected a torch.Tensor, got {type(t).__name__}")
-    expect_close(title, t, torch.from_numpy(a.copy()))
-    a[0, 0] = 100.0
-    expect(title, t[0, 0].item() == 100.0,
-           "the tensor did not change when the array changed: it holds a copy "
-           "(torch.tensor and torch.as_tensor with a dtype copy; torch.from_numpy shares)")
-    passed(title, "the tensor is a view of the array's memory")
+def check_shared_tensor(to_float32: Callable[[np.ndarray], torch.Tensor]) -> None:
+    """Exercise 1.1: ``to_float32(a)`` gives a float32 tensor of ``a``, sharing memory when ``a`` is float32."""
+    title = "Exercise 1.1 (float32, shared when possible)"
+    for dtype in (np.float32, np.float64, np.int64):
+        a = np.arange(6, dtype=dtype).reshape(2, 3)
+        t = attempt(title, to_float32, a)
+        expect(title, isinstance(t, torch.Tensor), f"expected a torch.Tensor, got {type(t).__name__}")
+        expect(title, t.dtype == torch.float32,
+               f"for a {np.dtype(dtype).name} array the tensor's dtype is {t.dtype}, expected torch.float32 "
+               "(torch.from_numpy keeps the array's dtype; pass dtype= or convert)")
+        expect_close(f"{title}, values of a {np.dtype(dtype).name} array", t,
+                     torch.arange(6, dtype=torch.float32).reshape(2, 3))
+        a[0, 0] = 100
+        expect(title, dtype is not np.float32 or t[0, 0].item() == 100.0,
+               "for a float32 array the tensor did not change when the array changed: it holds a copy, "
+               "but nothing needed converting, so it could share the array's memory (torch.tensor always copies)")
+    passed(title, "float32 tensors; a float32 array's memory is shared, float64 and int64 arrays are converted")
 
 
 def check_sigmoid(sigmoid: Callable[[Value], Value]) -> None:
@@ -63,11 +68,11 @@ def check_mul(mul: Callable[[Value, Value], Value]) -> None:
     expect_close(f"{title}, d(5ab)/da = 5b at a=3, b=-2", a.grad, -10.0)
     expect_close(f"{title}, d(5ab)/db = 5a at a=3, b=-2", b.grad, 15.0)
     _check_branching(title, mul)
-    passed(title, "d(a*a + a*b)/da = 2a + b: the paths through a are summed")
+    passed(title, "d(a*a + a*b)/da = 2a + b: the three paths back to a are summed")
 
 
 def _check_branching(title: str, mul: Callable[[Value, Value], Value]) -> None:
-    """mul(a, a) and f(a, b) = a*a + a*b use a on several paths; a.grad must be the sum over them."""
+    """Two paths lead back to a in mul(a, a), three in f(a, b) = a*a + a*b; a.grad must be the sum over them."""
     overwrite = ("your backward assigns (a.grad = ...) and overwrites what the other path put there; "
                  "use += so they are summed")
     ta = torch.tensor(3.0, dtype=torch.float64, requires_grad=True)
