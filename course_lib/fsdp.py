@@ -223,6 +223,11 @@ class ParamShard:
     dtype: str
 
 
+def dtype_name(dtype: torch.dtype) -> str:
+    """``torch.float32`` -> ``"float32"``: the name printed in results and tables."""
+    return str(dtype).removeprefix("torch.")
+
+
 class Collective(NamedTuple):
     """One all-gather or reduce-scatter FSDP issued: its unit, dtype, bytes, and who held full parameters then."""
 
@@ -304,7 +309,7 @@ def shard_facts(model: nn.Module) -> list[ParamShard]:
     """Every parameter's global and local shape, placements and dtype on this rank."""
     return [ParamShard(name, tuple(p.shape), tuple(_local(p).shape),
                        tuple(str(pl) for pl in p.placements) if isinstance(p, DTensor) else ("Replicate (plain)",),
-                       str(p.dtype).replace("torch.", "")) for name, p in model.named_parameters()]
+                       dtype_name(p.dtype)) for name, p in model.named_parameters()]
 
 
 def fsdp_units(model: nn.Module) -> list[str]:
@@ -358,7 +363,7 @@ class CountingAllGather(DefaultAllGather):
         if self.log.recording:  # this unit is not marked as gathering yet: FSDP does so once the call returns
             resident = tuple(name for name, unit in self.units.items()
                              if name == self.unit or holds_full_parameters(unit))
-            self.log.all_gathers.append(Collective(self.unit, str(output_tensor.dtype).replace("torch.", ""),
+            self.log.all_gathers.append(Collective(self.unit, dtype_name(output_tensor.dtype),
                                                    output_tensor.nbytes, resident))
         return super().__call__(output_tensor, input_tensor, group, async_op)
 
@@ -372,7 +377,7 @@ class CountingReduceScatter(DefaultReduceScatter):
     def __call__(self, output_tensor: torch.Tensor, input_tensor: torch.Tensor, group: dist.ProcessGroup,
                  op: object, async_op: bool = False) -> dist.Work | None:
         if self.log.recording:
-            self.log.reduce_scatters.append(Collective(self.unit, str(input_tensor.dtype).replace("torch.", ""),
+            self.log.reduce_scatters.append(Collective(self.unit, dtype_name(input_tensor.dtype),
                                                        input_tensor.nbytes))
         return super().__call__(output_tensor, input_tensor, group, op, async_op)
 
@@ -410,14 +415,14 @@ def forward_dtypes(layer: nn.Module) -> Iterator[dict[str, str]]:
         yield record
     finally:
         handle.remove()
-        record.update({key: str(dtype).replace("torch.", "") for key, dtype in record.items()})
+        record.update({key: dtype_name(dtype) for key, dtype in record.items()})
 
 
 def state_dtypes(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, str]:
     """The dtypes of the persistent training state: parameter shards, gradient shards, optimizer moments."""
     param = next(model.parameters())
     moment = optimizer.state[param]["exp_avg"]
-    return {name: str(_local(t).dtype).replace("torch.", "")
+    return {name: dtype_name(_local(t).dtype)
             for name, t in (("sharded parameters", param), ("gradients", param.grad), ("optimizer moments", moment))}
 
 
