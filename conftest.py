@@ -1,9 +1,11 @@
 """pytest configuration: unit tests, and every notebook under strict nbval on several CPU kernel tiers.
 
 Stored outputs must hold on any CPU, so each notebook is checked once per tier in ``--cpu-tiers``
-(default ``native,sse``). A tier is a set of environment variables that makes torch, MKL, oneDNN
-and OpenBLAS pick the kernels of an older CPU, as PyTorch's own CI does; the notebook's kernel
+(default ``native,sse``). A tier is a set of environment variables that makes torch, MKL, oneDNN,
+OpenBLAS and NumPy pick the kernels of an older CPU, as PyTorch's own CI does; the notebook's kernel
 starts with them. Items are named ``notebooks/NN_name.ipynb::TIER::Cell K``.
+
+Written against nbval 0.11 (pinned): it overrides ``IPyNbFile.setup`` and reads nbval's options.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import os
 from pathlib import Path
 
 import pytest
-from _pytest.nodeid import NodeId
 from nbval.plugin import IPyNbFile
 
 from course_lib.tools.runner import KERNEL_ENV
@@ -20,12 +21,14 @@ from course_lib.tools.runner import KERNEL_ENV
 os.environ.update(KERNEL_ENV)  # nbval's kernels inherit this: no tqdm bars, fixed hash seed
 collect_ignore_glob = ["notebooks/.*.ipynb"]  # a runner's temporary file while it executes a notebook
 
+# NumPy chooses its own SIMD kernels at run time (X86_V3 = AVX2 + FMA, X86_V4 = AVX-512); NumPy 2.4 keeps its
+# AVX512_ICL and AVX512_SPR targets when X86_V4 alone is disabled, so they are named too.
 CPU_TIERS: dict[str, dict[str, str]] = {
     "native": {},
     "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2",
-             "OPENBLAS_CORETYPE": "Haswell"},
+             "OPENBLAS_CORETYPE": "Haswell", "NPY_DISABLE_CPU_FEATURES": "X86_V4,AVX512_ICL,AVX512_SPR"},
     "sse": {"ATEN_CPU_CAPABILITY": "default", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2", "ONEDNN_MAX_CPU_ISA": "SSE41",
-            "OPENBLAS_CORETYPE": "Prescott"},
+            "OPENBLAS_CORETYPE": "Prescott", "NPY_DISABLE_CPU_FEATURES": "X86_V4,X86_V3,AVX512_ICL,AVX512_SPR"},
 }
 
 
@@ -70,8 +73,7 @@ class TieredNotebook(pytest.File):
 
     def collect(self):
         for tier in selected_tiers(self.config):
-            node = TierNotebook.from_parent(self, path=self.path, name=tier,
-                                            nodeid=NodeId(path=self.nodeid, names=(tier,)))
+            node = TierNotebook.from_parent(self, path=self.path, name=tier, nodeid=f"{self.nodeid}::{tier}")
             node.tier = tier
             yield node
 

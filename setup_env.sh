@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Set up the course environment in .venv: create it, install the locked stack (requirements.lock) and
-# course_lib (editable), then run the environment check. Installs with uv: the one on PATH, else a
-# pinned uv bootstrapped into .venv with pip; when uv cannot be had, with pip. Safe to run again: when
-# requirements.lock and pyproject.toml are unchanged since the last successful install it only
-# re-runs the check.
+# course_lib (editable), compiling the bytecode of what it installs, then run the environment check.
+# Installs with uv: the one on PATH, else a pinned uv bootstrapped into .venv with pip; when uv cannot be
+# had, with pip. Safe to run again: when requirements.lock and pyproject.toml are unchanged since the last
+# successful install it only re-runs the check.
 #
 #   ./setup_env.sh              set up (or verify) the environment
 #   ./setup_env.sh --kernel     also register a named Jupyter kernel "PyTorch Foundations (.venv)"
 #                               for a JupyterLab installed outside .venv
-#   PYTHON=python3.12 ./setup_env.sh   use another interpreter to create .venv
+#   PYTHON=python3.12 ./setup_env.sh   use another interpreter to create .venv (remove .venv to switch)
+#
+# Bytecode (.pyc) is compiled at install, because nothing else writes it where PYTHONDONTWRITEBYTECODE
+# is set (CI, many Docker images): without it every kernel and FSDP rank compiles torch from source.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -19,11 +22,12 @@ VENV=.venv
 LOCK=requirements.lock
 UV_VERSION=0.13.9  # bootstrapped into .venv when no uv is on PATH
 STAMP=$VENV/.course-install-stamp
+RECIPE=2  # how the stack is installed; a change (2: with bytecode) installs again into an existing .venv
 register_kernel=0
 for arg in "$@"; do
   case "$arg" in
     --kernel) register_kernel=1 ;;
-    -h|--help) sed -n 2,11p "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
     *) echo "setup_env.sh: unknown option '$arg' (expected --kernel or --help)" >&2; exit 2 ;;
   esac
 done
@@ -40,6 +44,8 @@ if [ ! -x "$VENV/bin/python" ]; then
   echo "creating $VENV with $("$PYTHON" -c 'import platform; print(platform.python_version())')"
   "$PYTHON" -m venv "$VENV" || fail "could not create $VENV"
 fi
+"$VENV/bin/python" -c "import sys; sys.exit(sys.version_info < ($MIN_MAJOR, $MIN_MINOR))" 2>/dev/null \
+  || fail "$VENV was made with Python $("$VENV/bin/python" -c 'import platform; print(platform.python_version())' 2>/dev/null || echo '(broken)'); Python >= $MIN_MAJOR.$MIN_MINOR is required: remove $VENV and run this again"
 
 # Print the uv to install with: uv on PATH, else the pinned one in .venv (installed with pip if needed).
 find_uv() {
@@ -51,7 +57,7 @@ find_uv() {
   echo "$VENV/bin/uv"
 }
 
-wanted=$(cat "$LOCK" pyproject.toml | "$VENV/bin/python" -c "import hashlib, sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest())")
+wanted=$( (echo "recipe $RECIPE"; cat "$LOCK" pyproject.toml) | "$VENV/bin/python" -c "import hashlib, sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest())")
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$wanted" ]; then
   echo "requirements unchanged since the last install: nothing to install"
 else
@@ -59,13 +65,13 @@ else
   uv=$(find_uv)
   if [ -n "$uv" ]; then
     echo "installing $LOCK into $VENV with $uv (first time: several GB)"
-    "$uv" pip sync --quiet --python "$VENV/bin/python" --require-hashes "$LOCK" \
+    "$uv" pip sync --quiet --python "$VENV/bin/python" --require-hashes --compile-bytecode "$LOCK" \
       || fail "uv could not install $LOCK (see uv's message above; network or disk space?)"
     "$uv" pip install --quiet --python "$VENV/bin/python" --no-deps --no-build-isolation -e . \
       || fail "could not install course_lib in editable mode"
   else
     echo "uv is not available (none on PATH, and pip could not install uv==$UV_VERSION): installing $LOCK with pip (slower)"
-    "$VENV/bin/python" -m pip install --quiet -r "$LOCK" \
+    "$VENV/bin/python" -m pip install --quiet --compile -r "$LOCK" \
       || fail "pip could not install $LOCK (see pip's message above; network or disk space?)"
     PYTHONWARNINGS=ignore "$VENV/bin/python" -m pip install --quiet --no-deps --no-build-isolation -e . \
       || fail "could not install course_lib in editable mode"

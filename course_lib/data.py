@@ -1,4 +1,8 @@
-"""Data sets the course uses: bundled with scikit-learn or generated, never downloaded."""
+"""Data sets the course uses: bundled with scikit-learn or generated, never downloaded.
+
+scikit-learn is imported by the functions that load or split with it, so that a process that only
+batches (an FSDP rank handed its data) does not pay for importing it.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from sklearn.datasets import load_breast_cancer, load_diabetes, load_digits
-from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader, DistributedSampler, Sampler, TensorDataset
 
 from course_lib.env import check_float, check_int
@@ -35,6 +37,9 @@ def digits_split(test_fraction: float = 0.25, seed: int = 0, dtype: type = np.fl
     """
     check_float("test_fraction", test_fraction, min_value=0.0, max_value=1.0, min_inclusive=False)
     check_int("seed", seed, min_value=0)
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
     digits = load_digits()
     images = (digits.images / 16.0)[:, None, :, :]  # pixel values 0..16 -> 0..1, channel axis added
     X_train, X_test, y_train, y_test = train_test_split(
@@ -57,6 +62,9 @@ def breast_cancer_split(test_fraction: float = 0.25, seed: int = 0, dtype: type 
     """
     check_float("test_fraction", test_fraction, min_value=0.0, max_value=1.0, min_inclusive=False)
     check_int("seed", seed, min_value=0)
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.model_selection import train_test_split
+
     data = load_breast_cancer()
     X_train, X_test, y_train, y_test = train_test_split(
         data.data, data.target, test_size=test_fraction, random_state=seed, stratify=data.target)
@@ -67,6 +75,8 @@ def breast_cancer_split(test_fraction: float = 0.25, seed: int = 0, dtype: type 
 
 def breast_cancer_feature_names() -> list[str]:
     """The 30 feature names of the breast-cancer table, in column order."""
+    from sklearn.datasets import load_breast_cancer
+
     return [str(name) for name in load_breast_cancer().feature_names]
 
 
@@ -81,6 +91,8 @@ def imbalanced_split(n_samples: int = 4000, positive_fraction: float = 0.05, sep
     check_float("separation", separation, min_value=0.0)
     check_float("test_fraction", test_fraction, min_value=0.0, max_value=1.0, min_inclusive=False)
     check_int("seed", seed, min_value=0)
+    from sklearn.model_selection import train_test_split
+
     rng = np.random.default_rng(seed)
     y = (rng.random(n_samples) < positive_fraction).astype(np.int64)
     X = rng.standard_normal((n_samples, 2)) + separation / np.sqrt(2) * y[:, None]
@@ -122,6 +134,9 @@ def diabetes_split(test_fraction: float = 0.25, seed: int = 0, dtype: type = np.
     """
     check_float("test_fraction", test_fraction, min_value=0.0, max_value=1.0, min_inclusive=False)
     check_int("seed", seed, min_value=0)
+    from sklearn.datasets import load_diabetes
+    from sklearn.model_selection import train_test_split
+
     X, y = load_diabetes(return_X_y=True, scaled=False)
     X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=test_fraction, random_state=seed)
     x_mean, x_std = X_train.mean(axis=0), X_train.std(axis=0)

@@ -3,18 +3,23 @@
 Every notebook's third cell validates its parameters with ``check_*`` (a clear ``ValueError`` naming
 the parameter, the value given and what was expected) and calls ``setup(seed, device)``. Files the
 course writes go under the ignored ``outputs/`` folder (``output_dir``).
+
+The checks and paths need no torch: the runner and ``check-env`` use them, and a process imports only
+what it uses, so torch and NumPy are imported by the functions that seed and pick the device.
 """
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 import random
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import torch
+if TYPE_CHECKING:
+    import torch
 
 
 def _fail(name: str, expected: str, value: Any) -> ValueError:
@@ -22,13 +27,13 @@ def _fail(name: str, expected: str, value: Any) -> ValueError:
 
 
 def check_int(name: str, value: Any, *, min_value: int | None = None, max_value: int | None = None) -> int:
-    """Return ``value`` if it is an int (not a bool) within the optional bounds."""
+    """Return ``value`` as an int if it is a whole number (not a bool; NumPy integers too) within the bounds."""
     expected = "an int" + _bounds(min_value, max_value)
-    if isinstance(value, bool) or not isinstance(value, int):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise _fail(name, expected, value)
     if (min_value is not None and value < min_value) or (max_value is not None and value > max_value):
         raise _fail(name, expected, value)
-    return value
+    return int(value)
 
 
 def check_float(
@@ -39,10 +44,10 @@ def check_float(
     max_value: float | None = None,
     min_inclusive: bool = True,
 ) -> float:
-    """Return ``value`` as a float if it is a finite number within the optional bounds."""
+    """Return ``value`` as a float if it is a finite real number (NumPy scalars too) within the optional bounds."""
     low = None if min_value is None else (min_value if min_inclusive else f"> {min_value}")
     expected = "a number" + _bounds(low, max_value)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
         raise _fail(name, expected, value)
     if min_value is not None and (value < min_value or (not min_inclusive and value == min_value)):
         raise _fail(name, expected, value)
@@ -109,6 +114,9 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 
 def seed_everything(seed: int) -> None:
     """Seed Python's ``random``, NumPy's global generator and torch (CPU and all GPUs)."""
+    import numpy as np
+    import torch
+
     check_int("seed", seed, min_value=0)
     random.seed(seed)
     np.random.seed(seed)
@@ -118,6 +126,8 @@ def seed_everything(seed: int) -> None:
 
 def get_device(device: str = "auto") -> torch.device:
     """Resolve ``"auto"`` to CUDA, then MPS, then CPU; refuse a named device that is not present."""
+    import torch
+
     check_choice("device", device, DEVICES)
     cuda = torch.cuda.is_available()
     mps = hasattr(torch.backends, "mps") and torch.backends.mps.is_available()

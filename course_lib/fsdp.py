@@ -536,14 +536,16 @@ def run_in_turns(trainings: list[Generator[None, None, RankResult]]) -> list[Ran
     return results
 
 
-def run_rank(runs: list[RunSpec], out_dir: Path, collective_timeout_s: float = 60.0) -> list[RankResult]:
+def run_rank(runs: list[RunSpec], out_dir: Path, collective_timeout_s: float = 60.0,
+             data: tuple[torch.Tensor, ...] | None = None) -> list[RankResult]:
     """What every rank executes, under ``launch`` or torchrun: join the group, train the runs, leave the group.
 
-    Each run's full state dict is saved by rank 0 as ``out_dir/<run name>.pt``.
+    ``data`` is ``X_train, y_train, X_test, y_test`` (default: the digits, loaded here). Each run's full
+    state dict is saved by rank 0 as ``out_dir/<run name>.pt``.
     """
     device = setup_process_group(collective_timeout_s)
     try:
-        data = tuple(t.to(device) for t in digits_split().tensors())
+        data = tuple(t.to(device) for t in (data or digits_split().tensors()))
         return run_in_turns([training(spec, device, data, Path(out_dir) / f"{spec.name}.pt") for spec in runs])
     finally:
         dist.destroy_process_group()
@@ -588,7 +590,7 @@ def new_run_dir(parent: Path | str, keep: int = 3) -> Path:
     return folder
 
 
-Worker = Callable[[list[RunSpec], Path, float], list[RankResult]]
+Worker = Callable[[list[RunSpec], Path, float, tuple[torch.Tensor, ...]], list[RankResult]]
 
 
 def launch(runs: list[RunSpec], world_size: int = 2, run_dir: Path | str | None = None,
@@ -596,12 +598,14 @@ def launch(runs: list[RunSpec], world_size: int = 2, run_dir: Path | str | None 
            worker: Worker = run_rank) -> dict[str, list[RankResult]]:
     """Run every spec on ``world_size`` new processes; return ``{run name: [result of rank 0, 1, ...]}``.
 
-    ``torch.multiprocessing.start_processes`` starts the ranks (``spawn``: the worker must live in an
-    importable module, not in a notebook). When a rank fails, torch stops the others and raises its
-    traceback here (``ProcessRaisedException``); a rank stuck in a collective fails after
-    ``collective_timeout_s``. Each rank writes its output to ``run_dir/rank<r>.log``, never to the
-    caller's terminal or notebook; full state dicts go to ``run_dir/<name>.pt`` (default: a new folder
-    under ``outputs/05_fsdp``). ``worker`` is what each rank runs (tests pass one that misbehaves).
+    ``torch.multiprocessing.start_processes`` starts the ranks once for all the runs (``spawn``: the
+    worker must live in an importable module, not in a notebook). The digits are loaded here and handed
+    to the ranks, which so import neither scikit-learn nor anything else they do not use. When a rank
+    fails, torch stops the others and raises its traceback here (``ProcessRaisedException``); a rank
+    stuck in a collective fails after ``collective_timeout_s``. Each rank writes its output to
+    ``run_dir/rank<r>.log``, never to the caller's terminal or notebook; full state dicts go to
+    ``run_dir/<name>.pt`` (default: a new folder under ``outputs/05_fsdp``). ``worker`` is what each
+    rank runs (tests pass one that misbehaves).
     """
     check_int("world_size", world_size, min_value=1)
     check_float("collective_timeout_s", collective_timeout_s, min_value=0.0, min_inclusive=False)
@@ -611,7 +615,8 @@ def launch(runs: list[RunSpec], world_size: int = 2, run_dir: Path | str | None 
     for spec in runs:
         spec.check_world_size(world_size)
     run_dir = Path(run_dir) if run_dir is not None else new_run_dir(output_dir("05_fsdp"))
-    args = (world_size, port or free_port(), runs, run_dir, collective_timeout_s, worker)
+    data = digits_split().tensors()
+    args = (world_size, port or free_port(), runs, run_dir, collective_timeout_s, worker, data)
     ranks = mp.start_processes(_rank_main, args=args, nprocs=world_size, join=False, start_method="spawn")
     while not ranks.join():  # returns True once all ranks exited with 0; raises on the first failure
         pass
@@ -620,7 +625,7 @@ def launch(runs: list[RunSpec], world_size: int = 2, run_dir: Path | str | None 
 
 
 def _rank_main(rank: int, world_size: int, port: int, runs: list[RunSpec], run_dir: Path,
-               collective_timeout_s: float, worker: Worker) -> None:
+               collective_timeout_s: float, worker: Worker, data: tuple[torch.Tensor, ...]) -> None:
     """A process ``launch`` started: torchrun's environment, one thread, output to a file, results to a file."""
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size),
                       LOCAL_WORLD_SIZE=str(world_size), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
@@ -628,6 +633,6 @@ def _rank_main(rank: int, world_size: int, port: int, runs: list[RunSpec], run_d
     with open(run_dir / f"rank{rank}.log", "w") as log:  # not the notebook: prints of N ranks interleave
         os.dup2(log.fileno(), 1)
         os.dup2(log.fileno(), 2)
-    results = worker(runs, run_dir, collective_timeout_s)
+    results = worker(runs, run_dir, collective_timeout_s, data)
     (run_dir / f"rank{rank}.pkl").write_bytes(pickle.dumps(results))
     exit_process(0)

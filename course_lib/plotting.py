@@ -1,6 +1,9 @@
 """Every plot of the course: loss curves and descent paths, autograd graphs, CNN filters and feature maps,
 training histories, and ZeRO memory bars (``draw_zero_stages``). Each figure answers one question and has a
 title, axis labels and, where there are several lines, a legend.
+
+A figure that draws a lesson's own objects imports them when it is called, so importing this module
+costs matplotlib and torch only: a notebook's kernel loads no lesson it does not use.
 """
 
 from __future__ import annotations
@@ -8,18 +11,18 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from html import escape
+from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from IPython.display import HTML
-from torchvision.utils import make_grid
 
-from course_lib.autograd import Value
-from course_lib.cnn import im2col, output_size
 from course_lib.env import check_int
-from course_lib.fsdp import PARTS, SHARDED_FROM_STAGE, bytes_per_param
-from course_lib.training import History
+
+if TYPE_CHECKING:
+    from course_lib.autograd import Value
+    from course_lib.training import History
 
 PART_COLORS = {"params": "#2b6cb0", "grads": "#dd6b20", "optimizer": "#38a169"}  # training state, in every figure
 
@@ -106,6 +109,8 @@ def show_channels(images: np.ndarray, title: str, ncols: int = 8, symmetric: boo
     ``symmetric=True`` shows signed values (weights) on a red-blue scale centred on zero, with a colour
     bar; otherwise each channel is scaled to its own range (feature maps).
     """
+    from torchvision.utils import make_grid
+
     tiles = torch.as_tensor(np.asarray(images, dtype=np.float32))[:, None]
     ncols = min(ncols, len(tiles))
     fig, ax = plt.subplots(figsize=(1.0 * ncols + 1.2, 1.0 * math.ceil(len(tiles) / ncols) + 0.7))
@@ -127,6 +132,8 @@ def show_digit_grid(images: torch.Tensor, captions: list[str], title: str, nrow:
     """Tile ``images`` (N, 1, H, W) with ``torchvision.utils.make_grid`` and write a caption over each tile."""
     if len(images) != len(captions):
         raise ValueError(f"need one caption per image, got {len(captions)} captions for {len(images)} images")
+    from torchvision.utils import make_grid
+
     padding = 2
     grid = make_grid(images.detach().cpu().float(), nrow=nrow, padding=padding, normalize=True, pad_value=0.2)
     rows, cols = math.ceil(len(images) / nrow), min(nrow, len(images))
@@ -176,6 +183,8 @@ def draw_chain(labels: list[str], title: str, edge_labels: list[str] | None = No
 
 def draw_zero_stages(world_size: int = 2, ax: plt.Axes | None = None) -> plt.Axes:
     """Draw what each rank holds (bytes per parameter, fp32 + AdamW) under DP, DDP, ZeRO-1, ZeRO-2 and FSDP."""
+    from course_lib.fsdp import PARTS, SHARDED_FROM_STAGE, bytes_per_param
+
     check_int("world_size", world_size, min_value=1, max_value=8)
     per_param = bytes_per_param("fp32")
     groups = [("DP (nn.DataParallel): one process; GPU 0 steps, then re-copies the model to the others", -1),
@@ -283,6 +292,8 @@ def draw_im2col(image: np.ndarray, kernel: np.ndarray, stride: int = 1) -> plt.F
         raise ValueError(f"need a 2-D image and a square 2-D kernel no larger than it, got image {image.shape} "
                          f"and kernel {kernel.shape}")
     check_int("stride", stride, min_value=1)
+    from course_lib.cnn import im2col, output_size
+
     k, (h, w) = kernel.shape[0], image.shape
     oh, ow = output_size(h, k, stride), output_size(w, k, stride)
     colors = plt.get_cmap("tab10").colors

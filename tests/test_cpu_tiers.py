@@ -12,13 +12,18 @@ from nbformat.v4 import new_code_cell, new_notebook, new_output
 ROOT = Path(__file__).resolve().parents[1]
 
 
+PROBE = ('import os\nfrom numpy._core._multiarray_umath import __cpu_features__\n'
+         'print(os.environ.get("ATEN_CPU_CAPABILITY", "unset"), "NumPy AVX2:", __cpu_features__["X86_V3"])')
+
+
 def probe_notebook(stored: str) -> Path:
-    """A one-cell notebook whose stored output claims the kernel saw ``ATEN_CPU_CAPABILITY=stored``."""
-    cell = new_code_cell('import os\nprint(os.environ.get("ATEN_CPU_CAPABILITY", "unset"))', execution_count=1)
+    """A one-cell notebook whose stored output claims what the kernel saw: torch's tier and NumPy's AVX2 dispatch."""
+    cell = new_code_cell(PROBE, execution_count=1)
     cell.outputs = [new_output("stream", name="stdout", text=f"{stored}\n")]
     nb = new_notebook(cells=[cell], metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
                                                              "language": "python"}})
-    path = ROOT / "build" / "test-cpu-tiers" / f"probe_{stored}.ipynb"  # inside the repo: conftest.py applies
+    # inside the repo, so that conftest.py applies
+    path = ROOT / "build" / "test-cpu-tiers" / f"probe_{stored.split()[0]}.ipynb"
     path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, path)
     return path
@@ -30,7 +35,7 @@ def run_pytest(notebook: Path, tiers: str) -> subprocess.CompletedProcess:
 
 
 def test_the_sse_tier_reaches_the_kernel_and_native_does_not() -> None:
-    notebook = probe_notebook("default")  # ATEN_CPU_CAPABILITY=default is the SSE tier's setting
+    notebook = probe_notebook("default NumPy AVX2: False")  # the SSE tier: torch's default kernels, NumPy's SSE
     sse = run_pytest(notebook, "sse")
     assert sse.returncode == 0 and "1 passed" in sse.stdout, sse.stdout + sse.stderr
     both = run_pytest(notebook, "native,sse")
@@ -39,6 +44,6 @@ def test_the_sse_tier_reaches_the_kernel_and_native_does_not() -> None:
 
 
 def test_an_unknown_tier_is_a_usage_error() -> None:
-    proc = run_pytest(probe_notebook("unset"), "native,avx9")
+    proc = run_pytest(probe_notebook("unset NumPy AVX2: False"), "native,avx9")
     assert proc.returncode == 4, proc.stdout + proc.stderr  # pytest's exit code for a usage error
     assert "--cpu-tiers takes a comma-separated list of native, avx2, sse, got 'native,avx9'" in proc.stderr

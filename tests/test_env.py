@@ -1,6 +1,7 @@
 """course_lib.env: parameter validation, seeding and device choice."""
 
 import random
+import re
 
 import numpy as np
 import pytest
@@ -11,6 +12,8 @@ from course_lib import check_bool, check_choice, check_float, check_int, get_dev
 
 def test_check_int_accepts_and_returns() -> None:
     assert check_int("epochs", 3, min_value=1) == 3
+    value = check_int("epochs", np.int64(3), min_value=1)  # a NumPy integer, e.g. from a papermill grid
+    assert value == 3 and type(value) is int
 
 
 @pytest.mark.parametrize("value", [0, -1, 2.5, "3", True, None])
@@ -26,8 +29,11 @@ def test_check_float_bounds() -> None:
         check_float("lr", 0, min_value=0, min_inclusive=False)
     with pytest.raises(ValueError, match=r"p must be a number in \[0, 1\], got 1.5"):
         check_float("p", 1.5, min_value=0, max_value=1)
-    with pytest.raises(ValueError, match="got nan"):
-        check_float("lr", float("nan"))
+    for value in (float("nan"), float("inf"), -float("inf"), np.float32("nan")):
+        with pytest.raises(ValueError, match=re.escape(f"lr must be a number, got {value!r}")):
+            check_float("lr", value)
+    value = check_float("lr", np.float32(0.5), min_value=0)  # NumPy scalars are numbers too
+    assert value == 0.5 and type(value) is float
 
 
 def test_check_choice_and_bool() -> None:

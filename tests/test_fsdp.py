@@ -138,7 +138,7 @@ def test_peak_full_parameters_and_one_process_group() -> None:
     assert not dist.is_initialized()
 
 
-def _fail_in_second_step_on_rank_1(runs: list[RunSpec], out_dir: Path, timeout_s: float) -> list:
+def _fail_in_second_step_on_rank_1(runs: list[RunSpec], out_dir: Path, timeout_s: float, data: tuple) -> list:
     """A worker whose rank 1 raises in its second training step, while rank 0 waits in a collective."""
     if os.environ["RANK"] == "1":
         real_step, calls = fsdp.train_step, itertools.count()
@@ -149,7 +149,7 @@ def _fail_in_second_step_on_rank_1(runs: list[RunSpec], out_dir: Path, timeout_s
             return real_step(*args)
 
         fsdp.train_step = failing_step  # this process only: training() looks it up in the module
-    return fsdp.run_rank(runs, out_dir, timeout_s)
+    return fsdp.run_rank(runs, out_dir, timeout_s, data)
 
 
 def test_a_failing_rank_ends_the_job_fast_with_its_traceback(tmp_path: Path) -> None:
@@ -164,7 +164,7 @@ def test_a_failing_rank_ends_the_job_fast_with_its_traceback(tmp_path: Path) -> 
     assert not _leftover_processes() and _port_is_free(port)
 
 
-def _hang_on_rank_1(runs: list[RunSpec], out_dir: Path, timeout_s: float) -> list:
+def _hang_on_rank_1(runs: list[RunSpec], out_dir: Path, timeout_s: float, data: tuple) -> list:
     """A worker whose rank 1 never joins rank 0's collective."""
     fsdp.setup_process_group(timeout_s)
     if dist.get_rank() == 1:

@@ -70,7 +70,7 @@ def test_with_uv_on_path_it_syncs_the_lock_and_installs_again_when_needed(tmp_pa
     assert f"installing requirements.lock into .venv with {tmp_path}/bin/uv" in first.stdout
     assert "installing uv==" not in first.stderr  # the uv on PATH is used, none is bootstrapped
     assert log.read_text().splitlines() == [
-        "pip sync --quiet --python .venv/bin/python --require-hashes requirements.lock",
+        "pip sync --quiet --python .venv/bin/python --require-hashes --compile-bytecode requirements.lock",
         "pip install --quiet --python .venv/bin/python --no-deps --no-build-isolation -e .",
     ]
     assert first.stdout.rstrip().endswith("environment OK")
@@ -109,3 +109,23 @@ def test_old_python_or_missing_venv_is_a_clear_error(tmp_path: Path, python: str
     assert proc.returncode == 1
     assert proc.stderr.strip() == message.format(python=fake)
     assert not (repo / ".venv").exists()
+
+
+def test_a_venv_of_an_old_python_is_a_clear_error(tmp_path: Path) -> None:
+    repo, env = sandbox(tmp_path, fake_uv=True)
+    (repo / ".venv" / "bin").mkdir(parents=True)
+    old = repo / ".venv" / "bin" / "python"  # a .venv left from Python 3.10: PYTHON= is not used once it exists
+    old.write_text("#!/bin/sh\ncase \"$2\" in *version_info*) exit 1;; *) echo 3.10.14;; esac\n")
+    old.chmod(0o755)
+    proc = setup_env(repo, env)
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == ("setup_env.sh: error: .venv was made with Python 3.10.14; Python >= 3.11 is "
+                                   "required: remove .venv and run this again")
+    assert not (tmp_path / "uv.log").exists()  # nothing was installed
+
+
+def test_help_prints_the_header() -> None:
+    proc = subprocess.run(["bash", str(ROOT / "setup_env.sh"), "--help"], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0
+    assert proc.stdout.startswith("# Set up the course environment in .venv")
+    assert "--kernel" in proc.stdout and "PYTHONDONTWRITEBYTECODE" in proc.stdout and "set -euo" not in proc.stdout

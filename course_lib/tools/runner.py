@@ -1,9 +1,10 @@
 """``python -m course_lib run``: execute notebooks with papermill, reproducibly.
 
-Each notebook runs in a child process (so the kernel's peak memory can be read from
-``getrusage``), into a temporary file that replaces the target only when the run succeeds; ``jobs``
-of them at a time. nbclient merges stream outputs and records no timings, and papermill's metadata
-is stripped, so regenerating an unchanged notebook gives the same bytes.
+Each notebook runs in a child process (so the kernel's peak memory can be read from ``getrusage``), into a
+temporary file that replaces the target only when the run succeeds; ``jobs`` of them at a time. Only the
+kernel imports torch: the parent and the child import papermill and nothing of the course's stack.
+nbclient merges stream outputs and records no timings, and papermill's metadata is stripped, so
+regenerating an unchanged notebook gives the same bytes.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
-from tqdm.auto import tqdm
+from tqdm import tqdm  # a terminal tool: the plain bar, without tqdm.auto's IPython probe
 
 from course_lib.env import display_path
 
