@@ -7,6 +7,8 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+from importcheck import heavy, run_and_list_imports
+
 from course_lib.tools.checkenv import check_packages, main, read_lock, read_pins
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,9 +69,11 @@ def test_the_lock_pins_what_requirements_txt_pins() -> None:
     assert not stale, f"requirements.lock is stale (pin, locked): {stale}; refresh it (README, 'The lock')"
 
 
-def test_check_env_command_line_exit_status() -> None:
-    proc = subprocess.run([sys.executable, "-m", "course_lib", "check-env"], capture_output=True, text=True, cwd=ROOT)
+def test_check_env_command_line_exit_status_and_imports() -> None:
+    proc, loaded = run_and_list_imports(["-m", "course_lib", "check-env"])
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    # versions come from package metadata; only torch is imported, for its build and the device "auto" picks
+    assert heavy(loaded) == ["numpy", "torch"]  # numpy: torch imports it
 
 
 def test_ruff_passes_on_library_scripts_tests_and_notebooks() -> None:

@@ -25,6 +25,7 @@ import psutil
 import pytest
 import torch
 import torch.distributed as dist
+from importcheck import heavy
 from torch.multiprocessing import ProcessRaisedException
 
 from course_lib import fsdp, roundoff
@@ -77,8 +78,10 @@ def test_two_rank_fsdp_equals_single_process_and_issues_the_collectives_of_its_u
             RunSpec("fsdp32", **short),
             RunSpec("fsdp_bf16", mixed_precision=True, **short)]
     port = free_port()
-    results = launch(runs, world_size=2, run_dir=tmp_path, port=port)
+    results = launch(runs, world_size=2, run_dir=tmp_path, port=port, worker=_run_rank_noting_imports)
     assert not _leftover_processes() and _port_is_free(port)
+    for rank in range(2):  # the ranks were handed the data: no scikit-learn, and no plotting either
+        assert (tmp_path / f"rank{rank}.heavy-imports").read_text().split() == ["numpy", "torch"]
     state = {name: torch.load(tmp_path / f"{name}.pt", weights_only=True) for name in results}
     assert _max_difference(state["fsdp64"], state["single64"]) < roundoff(torch.float64)
     assert _max_difference(state["fsdp32"], state["single32"]) < roundoff(torch.float32, ulps=100)
@@ -123,6 +126,14 @@ def test_two_rank_fsdp_equals_single_process_and_issues_the_collectives_of_its_u
     assert [2 * c.nbytes for c in bf16.all_gathers] == [c.nbytes for c in fp32.all_gathers]
     assert [c.nbytes for c in bf16.reduce_scatters] == [c.nbytes for c in fp32.reduce_scatters]
     assert not results["single32"][0].all_gathers and not fp32.timeline  # not FSDP; not profiled
+
+
+def _run_rank_noting_imports(runs: list[RunSpec], out_dir: Path, timeout_s: float, data: tuple) -> list:
+    """``run_rank``, then a note of the heavy packages this rank's process has imported."""
+    results = fsdp.run_rank(runs, out_dir, timeout_s, data)
+    loaded = heavy({name.split(".")[0] for name in sys.modules})
+    (out_dir / f"rank{os.environ['RANK']}.heavy-imports").write_text(" ".join(loaded))
+    return results
 
 
 def test_peak_full_parameters_and_one_process_group() -> None:
@@ -243,15 +254,16 @@ def _script_main():
     return module.main
 
 
-def _torchrun(nodes: list[list[str]], script_args: list[str], timeout_s: float = 240) -> list[str]:
-    """Start one torchrun per node (each with its own options), all at once; return their output.
+def _torchrun(nodes: list[list[str]], script_args: list[str] | list[list[str]], timeout_s: float = 240) -> list[str]:
+    """Start one torchrun per node (each with its own options and script arguments), all at once; return their output.
 
-    Each runs in its own session: on a failure or a timeout the whole session (torchrun and its ranks)
-    is killed, so no process is left behind.
+    ``script_args`` is one list for every node, or a list per node. Each torchrun runs in its own session: on
+    a failure or a timeout the whole session (torchrun and its ranks) is killed, so no process is left behind.
     """
-    procs = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", *options, str(SCRIPT), *script_args],
+    per_node = script_args if script_args and isinstance(script_args[0], list) else [script_args] * len(nodes)
+    procs = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", *options, str(SCRIPT), *args],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=TORCHRUN_ENV,
-                              start_new_session=True) for options in nodes]
+                              start_new_session=True) for options, args in zip(nodes, per_node, strict=True)]
     outputs, deadline = [], time.monotonic() + timeout_s
     try:
         for proc in procs:
@@ -296,11 +308,12 @@ def test_script_gives_the_same_results_on_one_rank_two_ranks_and_two_machines(
         assert line in printed
     SimpleCNN(channels=(32, 64), hidden=320).load_state_dict(torch.load(tmp_path / "one.pt", weights_only=True))
 
-    [two_ranks] = _torchrun([["--standalone", "--nproc_per_node=2"]],
-                            args + ["--out", str(tmp_path / "two.pt"), "--metrics-json", str(tmp_path / "two.json")])
+    # 1 machine x 2 ranks and 2 "machines" x 1 rank, started at once: their start-up overlaps
+    two = args + ["--out", str(tmp_path / "two.pt"), "--metrics-json", str(tmp_path / "two.json")]
+    nodes = args + ["--out", str(tmp_path / "nodes.pt"), "--metrics-json", str(tmp_path / "nodes.json")]
+    two_ranks, *_ = _torchrun([["--standalone", "--nproc_per_node=2"], *_rendezvous(nnodes=2, nproc_per_node=1)],
+                              [two, nodes, nodes])
     assert two_ranks.count("World size: 2") == 1  # rank 0 prints, rank 1 does not
-    _torchrun(_rendezvous(nnodes=2, nproc_per_node=1),
-              args + ["--out", str(tmp_path / "nodes.pt"), "--metrics-json", str(tmp_path / "nodes.json")])
     one, two, nodes = (_metrics(tmp_path / f"{n}.json") for n in ("one", "two", "nodes"))
     assert (one["world_size"], two["world_size"], nodes["world_size"]) == (1, 2, 2)
     tolerance = roundoff(torch.float32, ulps=100)  # 1 rank vs 2: the same batch, summed in another order

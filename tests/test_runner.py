@@ -9,6 +9,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from importcheck import heavy, run_and_list_imports
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
 from course_lib.__main__ import main
@@ -16,13 +17,14 @@ from course_lib.tools.runner import normalize, parse_value
 
 
 def tiny_notebook(path: Path) -> Path:
+    """A notebook in the course's layout (imports, parameters, checks) that needs no torch: the kernel starts fast."""
     nb = new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
                                                "language": "python"}})
     nb.cells = [
         new_markdown_cell("# tiny"),
-        new_code_cell("from course_lib import check_int, setup"),
+        new_code_cell("from course_lib.env import DEVICES, check_choice, check_int"),
         new_code_cell("seed = 0\ndevice = 'cpu'\nn = 3"),
-        new_code_cell("n = check_int('n', n, min_value=1)\ndevice = setup(seed, device)"),
+        new_code_cell("n = check_int('n', n, min_value=1)\ndevice = check_choice('device', device, DEVICES)"),
         new_code_cell("import sys\nfor i in range(n):\n    print(i, flush=True)\nprint('done')"),
     ]
     nb.cells[2].metadata["tags"] = ["parameters"]
@@ -153,3 +155,20 @@ def test_jobs_runs_notebooks_at_once_and_keeps_their_order(tmp_path: Path, capsy
     threads = os.environ.get("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // 2)))  # a share of the cores
     expected = f"all running at once; OMP_WAIT_POLICY PASSIVE OMP_NUM_THREADS {threads}\n"
     assert result.cells[0].outputs[0].text == expected
+
+
+def test_the_runner_and_its_help_import_no_torch(tmp_path: Path) -> None:
+    proc, loaded = run_and_list_imports(["-m", "course_lib", "--help"])
+    assert proc.returncode == 0 and "check-env" in proc.stdout
+    assert heavy(loaded) == []
+    # the parent of a run: finds the notebooks, starts a child per notebook, prints the summary
+    proc, loaded = run_and_list_imports(["-c", "import course_lib.__main__, course_lib.tools.runner"])
+    assert proc.returncode == 0 and heavy(loaded) == [], heavy(loaded)
+
+
+def test_the_child_that_executes_a_notebook_imports_papermill_and_no_torch(tmp_path: Path) -> None:
+    src = tiny_notebook(tmp_path / "tiny.ipynb")
+    job = {"src": str(src), "dst": str(tmp_path / "out.ipynb"), "parameters": {"n": 1}, "timeout": 120}
+    proc, loaded = run_and_list_imports(["-m", "course_lib.tools.runner", json.dumps(job)])
+    assert json.loads(proc.stdout.splitlines()[-1])["ok"], proc.stdout + proc.stderr
+    assert heavy(loaded) == ["IPython", "nbformat", "papermill"]  # papermill's engine loads IPython's utilities

@@ -1,10 +1,10 @@
 """``python -m course_lib run``: execute notebooks with papermill, reproducibly.
 
 Each notebook runs in a child process (so the kernel's peak memory can be read from ``getrusage``), into a
-temporary file that replaces the target only when the run succeeds; ``jobs`` of them at a time. Only the
-kernel imports torch: the parent and the child import papermill and nothing of the course's stack.
-nbclient merges stream outputs and records no timings, and papermill's metadata is stripped, so
-regenerating an unchanged notebook gives the same bytes.
+temporary file that replaces the target only when the run succeeds; ``jobs`` of them at a time. A process
+imports only what it uses: the parent neither papermill nor nbformat, the child papermill, and only the
+kernel imports torch. nbclient merges stream outputs and records no timings, and papermill's metadata is
+stripped, so regenerating an unchanged notebook gives the same bytes.
 """
 
 from __future__ import annotations
@@ -19,12 +19,14 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import nbformat
 from tqdm import tqdm  # a terminal tool: the plain bar, without tqdm.auto's IPython probe
 
 from course_lib.env import display_path
+
+if TYPE_CHECKING:
+    from nbformat import NotebookNode
 
 KERNEL = "python3"
 # Applied to every kernel the course starts (runner and tests), so outputs do not depend on the caller.
@@ -70,14 +72,7 @@ def find_notebooks(paths: list[str]) -> list[Path]:
     return found
 
 
-def notebook_parameters(path: Path) -> dict[str, Any]:
-    """Return the names declared in the notebook's ``parameters`` cell."""
-    import papermill as pm
-
-    return pm.inspect_notebook(str(path))
-
-
-def normalize(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+def normalize(nb: NotebookNode) -> NotebookNode:
     """Strip run-to-run metadata and give the injected parameters cell a fixed id, in place; return ``nb``."""
     for key in ("papermill", "widgets"):
         nb.metadata.pop(key, None)
@@ -93,7 +88,7 @@ def normalize(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
 
 def execute(src: Path, target: Path, parameters: dict[str, Any], timeout: int | None,
             env: dict[str, str] | None = None) -> RunResult:
-    """Run one notebook in a child process (``env`` adds defaults); on success write the normalized result."""
+    """Run one notebook in a child process (``env`` adds defaults); on success it replaces ``target``."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(suffix=".ipynb", prefix=f".{src.stem}-", dir=target.parent)
     os.close(fd)
@@ -111,8 +106,6 @@ def execute(src: Path, target: Path, parameters: dict[str, Any], timeout: int | 
             return RunResult(src, False, seconds, None, error=f"runner crashed: {tail}")
         if not report["ok"]:
             return RunResult(src, False, seconds, report["peak_mib"], error=report["error"])
-        nb = normalize(nbformat.read(tmp, as_version=4))
-        nbformat.write(nb, tmp)
         os.chmod(tmp, 0o644)  # mkstemp creates files readable by their owner only
         os.replace(tmp, target)
         return RunResult(src, True, seconds, report["peak_mib"], target=target)
@@ -128,14 +121,28 @@ def _last_json_line(text: str) -> dict | None:
 
 
 def _child(job: dict) -> dict:
-    """Executed in the child process: papermill run plus the kernel's peak resident memory."""
+    """Executed in the child process: check the parameters, run the notebook, write it normalized once.
+
+    papermill writes its output file at every cell's start and end; with no output path it writes
+    nothing, and the child writes the finished notebook once (seconds saved on a large notebook).
+    """
+    # jsonschema, which nbformat imports, builds rfc3987_syntax's grammar on import (about 1 s) for its optional
+    # "iri" format check; nbformat's notebook schema uses no such format, so the child does without it.
+    sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
+    import nbformat
     import papermill as pm
 
+    declared = pm.inspect_notebook(job["src"])
+    unknown = sorted(set(job["parameters"]) - set(declared))
+    if unknown:
+        error = f"unknown parameter(s) {', '.join(unknown)}; this notebook takes: {', '.join(declared) or 'none'}"
+        return {"ok": False, "error": error, "peak_mib": None}
     error = ""
     try:
-        pm.execute_notebook(job["src"], job["dst"], parameters=job["parameters"], kernel_name=KERNEL,
-                            cwd=str(Path(job["src"]).parent), execution_timeout=job["timeout"],
-                            progress_bar=False, log_output=False, record_timing=False, coalesce_streams=True)
+        nb = pm.execute_notebook(job["src"], None, parameters=job["parameters"], kernel_name=KERNEL,
+                                 cwd=str(Path(job["src"]).parent), execution_timeout=job["timeout"],
+                                 progress_bar=False, log_output=False, record_timing=False, coalesce_streams=True)
+        nbformat.write(normalize(nb), job["dst"])
     except pm.PapermillExecutionError as exc:
         error = f"cell {exc.exec_count}: {exc.ename}: {exc.evalue}"
     except Exception as exc:  # timeouts, dead kernels: report in one line, not a traceback wall
@@ -164,11 +171,6 @@ def run(notebooks: list[Path], parameters: dict[str, Any], out_dir: Path | None,
     env = {"OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": threads} if jobs > 1 else {}
 
     def run_one(src: Path) -> RunResult:
-        declared = notebook_parameters(src)
-        unknown = sorted(set(parameters) - set(declared))
-        if unknown:
-            error = f"unknown parameter(s) {', '.join(unknown)}; this notebook takes: {', '.join(declared) or 'none'}"
-            return RunResult(src, False, 0.0, None, error=error)
         return execute(src, out_dir / src.name if out_dir else src, parameters, timeout, env)
 
     tty, total = sys.stderr.isatty(), len(notebooks)
