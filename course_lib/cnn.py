@@ -11,6 +11,7 @@ import ast
 import functools
 import inspect
 import io
+import statistics
 import textwrap
 import tokenize
 from collections.abc import Callable, Iterable
@@ -26,7 +27,7 @@ from course_lib import models
 from course_lib.data import Split, batch_slices, minibatches
 from course_lib.env import check_float, check_int
 from course_lib.gradient_descent import SGD as UpdateRule  # lesson 02's momentum-SGD rule, one per parameter
-from course_lib.timing import median_seconds
+from course_lib.timing import sample_seconds
 from course_lib.training import History, fit, train_one_epoch
 
 
@@ -573,20 +574,24 @@ def code_lines(*objects: object) -> int:
     return total
 
 
-def train_step_seconds(model: SimpleCNN | nn.Module, X: np.ndarray, y: np.ndarray, repeats: int = 5) -> float:
-    """Median time of one training step (forward, loss, backward, SGD update) on the batch ``X, y``.
+def train_step_samples(model: SimpleCNN | nn.Module, X: np.ndarray, y: np.ndarray, repeats: int = 5) -> list[float]:
+    """Times of one training step (forward, loss, backward, SGD update) on the batch ``X, y``, one per call.
 
     The step is ``train_one_epoch`` of the model's own library on a one-batch "epoch".
     """
     if isinstance(model, SimpleCNN):
         optimizer = ModelSGD(lr=1e-3)
-        return median_seconds(lambda: train_one_epoch_numpy(model, [(X, y)], optimizer), repeats)
+        return sample_seconds(lambda: train_one_epoch_numpy(model, [(X, y)], optimizer), repeats)
     device = next(model.parameters()).device
     batch = [(torch.as_tensor(X, device=device), torch.as_tensor(y, device=device))]
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
     loss_fn = nn.CrossEntropyLoss()
+    return sample_seconds(lambda: train_one_epoch(model, batch, loss_fn, optimizer, device), repeats)
 
-    return median_seconds(lambda: train_one_epoch(model, batch, loss_fn, optimizer, device), repeats)
+
+def train_step_seconds(model: SimpleCNN | nn.Module, X: np.ndarray, y: np.ndarray, repeats: int = 5) -> float:
+    """Median time of one training step on the batch ``X, y`` (see :func:`train_step_samples`)."""
+    return statistics.median(train_step_samples(model, X, y, repeats))
 
 
 @dataclass
@@ -595,13 +600,20 @@ class SweepRow:
 
     batch_size: int
     image_size: int
-    numpy_ms: float
+    numpy_ms: float  # median
     torch_ms: float
+    numpy_fastest_ms: float  # the fastest step: load from other programs can slow a step, never speed it up
+    torch_fastest_ms: float
 
     @property
     def torch_speedup(self) -> float:
-        """How many times faster PyTorch is than NumPy im2col (below 1: NumPy is faster)."""
+        """How many times faster PyTorch is than NumPy im2col (below 1: NumPy is faster), from the medians."""
         return self.numpy_ms / self.torch_ms
+
+    @property
+    def fastest_speedup(self) -> float:
+        """The same ratio from each implementation's fastest step: what a busy machine cannot flip."""
+        return self.numpy_fastest_ms / self.torch_fastest_ms
 
 
 def speed_sweep(batch_sizes: list[int], image_sizes: list[int], device: torch.device, repeats: int = 3,
@@ -615,8 +627,10 @@ def speed_sweep(batch_sizes: list[int], image_sizes: list[int], device: torch.de
         for batch_size in batch_sizes:
             X = rng.standard_normal((batch_size, 1, image_size, image_size)).astype(np.float32)
             y = rng.integers(0, 10, batch_size)
-            rows.append(SweepRow(batch_size, image_size, 1e3 * train_step_seconds(numpy_model, X, y, repeats),
-                                 1e3 * train_step_seconds(torch_model, X, y, repeats)))
+            numpy_s = train_step_samples(numpy_model, X, y, repeats)
+            torch_s = train_step_samples(torch_model, X, y, repeats)
+            rows.append(SweepRow(batch_size, image_size, 1e3 * statistics.median(numpy_s),
+                                 1e3 * statistics.median(torch_s), 1e3 * min(numpy_s), 1e3 * min(torch_s)))
     return rows
 
 

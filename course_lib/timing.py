@@ -49,11 +49,12 @@ class Timer:
         self.seconds = time.perf_counter() - self._start
 
 
-def median_seconds(fn: Callable[[], object], repeats: int = 5, warmup: int = 1, min_seconds: float = 0.05) -> float:
-    """Median wall time of ``fn()`` after ``warmup`` untimed calls.
+def sample_seconds(fn: Callable[[], object], repeats: int = 5, warmup: int = 1,
+                   min_seconds: float = 0.05) -> list[float]:
+    """Wall times of ``fn()``, one per call, after ``warmup`` untimed calls.
 
     Calls ``fn`` at least ``repeats`` times and until ``min_seconds`` have been spent, so very short
-    calls get enough samples for the median to shrug off a few slow ones (a busy machine). CUDA work
+    calls get enough samples for their median to shrug off a few slow ones (a busy machine). CUDA work
     and MPS work is synchronised before and after each call, so queued kernels count as unfinished.
     """
     check_int("repeats", repeats, min_value=1)
@@ -66,7 +67,12 @@ def median_seconds(fn: Callable[[], object], repeats: int = 5, warmup: int = 1, 
         with Timer() as timer:
             fn()
         times.append(timer.seconds)
-    return statistics.median(times)
+    return times
+
+
+def median_seconds(fn: Callable[[], object], repeats: int = 5, warmup: int = 1, min_seconds: float = 0.05) -> float:
+    """Median wall time of ``fn()``: the typical call, over the samples of :func:`sample_seconds`."""
+    return statistics.median(sample_seconds(fn, repeats, warmup, min_seconds))
 
 
 def limit_cpu_threads(threads: int) -> None:

@@ -173,22 +173,25 @@ def test_code_lines_skips_docstrings_comments_and_blank_lines() -> None:
 
 
 def test_crossover_is_the_first_batch_size_from_which_torch_stays_faster() -> None:
-    rows = [SweepRow(1, 8, 1.0, 2.0), SweepRow(16, 8, 3.0, 2.0), SweepRow(64, 8, 9.0, 3.0),
-            SweepRow(1, 32, 1.0, 0.5), SweepRow(16, 32, 8.0, 2.0), SweepRow(1, 16, 1.0, 2.0)]
+    times = [(1, 8, 1.0, 2.0), (16, 8, 3.0, 2.0), (64, 8, 9.0, 3.0), (1, 32, 1.0, 0.5), (16, 32, 8.0, 2.0),
+             (1, 16, 1.0, 2.0)]
+    rows = [SweepRow(*row, numpy_fastest_ms=row[2], torch_fastest_ms=row[3] / 2) for row in times]
     assert crossover(rows) == {8: 16, 16: None, 32: 1}
-    assert rows[0].torch_speedup == 0.5
+    assert rows[0].torch_speedup == 0.5 and rows[0].fastest_speedup == 1.0
 
 
 def test_speed_sweep_times_both_models_at_every_size(monkeypatch: pytest.MonkeyPatch) -> None:
-    def fake_seconds(model, X, y, repeats):  # NumPy: 1 ms per image; PyTorch: 2 ms + 0.1 ms per image
-        return 1e-3 * len(X) if isinstance(model, cnn.SimpleCNN) else 2e-3 + 1e-4 * len(X)
+    def fake_samples(model, X, y, repeats):  # NumPy: 1 ms per image; PyTorch: 2 ms + 0.1 ms per image; one slow call
+        step = 1e-3 * len(X) if isinstance(model, cnn.SimpleCNN) else 2e-3 + 1e-4 * len(X)
+        return [step, 3 * step, step]
 
-    monkeypatch.setattr(cnn, "train_step_seconds", fake_seconds)
+    monkeypatch.setattr(cnn, "train_step_samples", fake_samples)
     rows = speed_sweep([1, 4], [8, 16], torch.device("cpu"), repeats=1)
     assert [(r.batch_size, r.image_size) for r in rows] == [(1, 8), (4, 8), (1, 16), (4, 16)]
     for row in rows:
         assert row.numpy_ms == pytest.approx(row.batch_size)
         assert row.torch_ms == pytest.approx(2 + 0.1 * row.batch_size)
+        assert row.numpy_fastest_ms == pytest.approx(row.batch_size)  # the slow call counts in neither
     assert crossover(rows) == {8: 4, 16: 4}
 
 

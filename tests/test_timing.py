@@ -76,3 +76,11 @@ def test_limit_cpu_threads_sets_torch_threads() -> None:
         assert torch.get_num_threads() == 1
     finally:
         limit_cpu_threads(before)
+
+
+def test_sample_seconds_returns_one_time_per_call() -> None:
+    from course_lib.timing import sample_seconds
+
+    calls: list[int] = []
+    times = sample_seconds(lambda: calls.append(1), repeats=3, warmup=2, min_seconds=0.0)
+    assert len(times) == 3 and len(calls) == 5 and all(t >= 0 for t in times)
