@@ -9,13 +9,17 @@
    sharding) also the parameters.
 2. **The lesson's code**, short on purpose (notebook 05 prints it): ``setup_process_group``,
    ``shard_model``, ``train_step`` and ``gather_full_state_dict``.
-3. **Runs and results.** ``run_rank`` is what every rank executes, started by ``launch`` (from a
-   notebook or a test) or by ``torchrun`` (``scripts/train_pytorch_fsdp.py``): it trains each
-   ``RunSpec`` (``"single"``, ``"ddp"`` or ``"fsdp"``), the runs taking turns one step each so that their
-   step times are comparable, and returns one ``RankResult`` per run.
+3. **Runs and results.** ``run_rank`` is what every rank of notebook 05 executes, started by ``launch``
+   (from a notebook or a test): it trains each ``RunSpec`` (``"single"``, ``"ddp"`` or ``"fsdp"``) with
+   measuring probes, the runs taking turns one step each so that their step times are comparable, and
+   returns one ``RankResult`` per run.
 4. **The launcher.** ``launch`` starts the ranks with ``torch.multiprocessing.start_processes``; torch
    raises the failing rank's traceback and stops the others, the process-group timeout ends a hung
    collective, and each launch writes into its own folder (``new_run_dir``).
+5. **The script's building blocks** (``scripts/train_pytorch_fsdp.py``, no probes): a model built on the
+   meta device and sharded (``shard_meta_model``), rank 0's seeded weights sent to every rank's shards
+   (``load_full_state_dict``), and sharded DCP checkpoints of model, optimizer and epoch that resume on any
+   world size (``save_checkpoint``, ``load_checkpoint``, ``latest_checkpoint``).
 """
 
 from __future__ import annotations
@@ -35,10 +39,17 @@ from typing import NamedTuple, NoReturn
 
 import torch
 import torch.distributed as dist
+import torch.distributed.checkpoint as dcp
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 from torch import nn
-from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_state_dict,
+    set_model_state_dict,
+    set_state_dict,
+)
 from torch.distributed.device_mesh import DeviceMesh, init_device_mesh
 from torch.distributed.fsdp import CPUOffloadPolicy, FSDPModule, MixedPrecisionPolicy, OffloadPolicy, fully_shard
 from torch.distributed.fsdp._fully_shard._fsdp_collectives import DefaultAllGather, DefaultReduceScatter
@@ -538,7 +549,7 @@ def run_in_turns(trainings: list[Generator[None, None, RankResult]]) -> list[Ran
 
 def run_rank(runs: list[RunSpec], out_dir: Path, collective_timeout_s: float = 60.0,
              data: tuple[torch.Tensor, ...] | None = None) -> list[RankResult]:
-    """What every rank executes, under ``launch`` or torchrun: join the group, train the runs, leave the group.
+    """What every rank executes under ``launch``: join the group, train the runs, leave the group.
 
     ``data`` is ``X_train, y_train, X_test, y_test`` (default: the digits, loaded here). Each run's full
     state dict is saved by rank 0 as ``out_dir/<run name>.pt``.
@@ -636,3 +647,103 @@ def _rank_main(rank: int, world_size: int, port: int, runs: list[RunSpec], run_d
     results = worker(runs, run_dir, collective_timeout_s, data)
     (run_dir / f"rank{rank}.pkl").write_bytes(pickle.dumps(results))
     exit_process(0)
+
+
+# ----------------------------------------------------------------------------------------------
+# 5. The script's building blocks: a model built on the meta device, rank 0's weights, DCP checkpoints
+# ----------------------------------------------------------------------------------------------
+
+def shard_meta_model(model: nn.Module, device: torch.device) -> nn.Module:
+    """FSDP2 on a model built on the meta device: ``fully_shard`` per block then the root, then this rank's shards.
+
+    A model built under ``torch.device("meta")`` has shapes but no memory, so no rank ever holds all of
+    it. ``shard_model`` reads its mesh's device from the parameters, which on the meta device are nowhere:
+    here it comes from ``device``. ``to_empty`` then allocates this rank's shards on ``device``,
+    uninitialised: load weights next (``load_full_state_dict``).
+    """
+    mesh = init_device_mesh(device.type, (dist.get_world_size(),))
+    for block in model.children():
+        fully_shard(block, mesh=mesh)
+    fully_shard(model, mesh=mesh)
+    return model.to_empty(device=device)
+
+
+def load_full_state_dict(model: nn.Module, full_state: dict[str, torch.Tensor]) -> None:
+    """Copy rank 0's full weights into every rank's shards; ranks other than 0 pass ``{}``. Every rank must call it.
+
+    FSDP2, unlike DDP, never broadcasts weights itself: ranks that started from different weights would
+    train a model stitched from unrelated shards, silently. ``broadcast_from_rank0`` sends each tensor
+    from rank 0, and each rank keeps its own rows.
+    """
+    options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True)
+    set_model_state_dict(model, full_state, options=options)
+
+
+def save_checkpoint(directory: Path | str, model: nn.Module, optimizer: torch.optim.Optimizer, epoch: int) -> Path:
+    """Save model, optimizer state and ``epoch`` as a DCP checkpoint ``directory/epoch-<epoch>``; return its path.
+
+    Every rank must call it: each writes its own shards, in parallel (``torch.distributed.checkpoint``),
+    and nothing is gathered. Only tensors are saved (the optimizer's hyperparameters come from the
+    command line), so ``load_checkpoint`` reads them back with ``torch.load(..., weights_only=True)``.
+    """
+    model_state, optimizer_state = get_state_dict(model, optimizer)
+    path = Path(directory) / f"epoch-{epoch}"
+    dcp.save({"model": model_state, "optimizer": optimizer_state["state"], "epoch": torch.tensor(epoch)},
+             checkpoint_id=path)
+    return path
+
+
+def load_checkpoint(path: Path | str, model: nn.Module, optimizer: torch.optim.Optimizer) -> int:
+    """Load a ``save_checkpoint`` checkpoint into ``model`` and ``optimizer``; return its epoch.
+
+    Every rank must call it, on any world size: DCP reads from the saved shards the rows each rank now holds.
+    """
+    model_state, optimizer_state = get_state_dict(model, optimizer)  # this run's shards, to be filled in
+    state = {"model": model_state, "optimizer": optimizer_state["state"], "epoch": torch.tensor(0)}
+    dcp.load(state, checkpoint_id=path)
+    set_state_dict(model, optimizer, model_state_dict=state["model"],
+                   optim_state_dict={**optimizer_state, "state": state["optimizer"]})
+    return int(state["epoch"])
+
+
+def checkpoint_epochs(directory: Path | str) -> dict[int, Path]:
+    """The complete checkpoints ``save_checkpoint`` may have written in ``directory``: ``{epoch: epoch-N folder}``."""
+    folders = Path(directory).glob("epoch-*") if Path(directory).is_dir() else []
+    return {int(f.name.removeprefix("epoch-")): f for f in folders
+            if f.name.removeprefix("epoch-").isdigit() and (f / ".metadata").is_file()}  # DCP writes it last
+
+
+def checkpoint_shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
+    """The tensors ``save_checkpoint`` writes for ``model`` trained with Adam(W), and their global shapes."""
+    shapes = {f"model.{name}": tuple(t.shape) for name, t in model.state_dict().items()}
+    for name, param in model.named_parameters():
+        shapes.update({f"optimizer.{name}.step": (), f"optimizer.{name}.exp_avg": tuple(param.shape),
+                       f"optimizer.{name}.exp_avg_sq": tuple(param.shape)})
+    return {**shapes, "epoch": ()}
+
+
+def latest_checkpoint(directory: Path | str, model: nn.Module) -> tuple[Path, int]:
+    """The newest checkpoint of ``model`` in ``directory``, and its epoch; else ``ValueError`` saying what was expected.
+
+    Only the checkpoint's metadata is read (``model`` may be on the meta device): it must hold exactly the
+    tensors ``save_checkpoint`` writes for this model, with the same shapes. DCP's metadata file is a
+    pickle: resume only from checkpoints you trust.
+    """
+    expected = (f"epoch-N folders of DCP checkpoints holding this {type(model).__name__}, its AdamW state and the "
+                "epoch (save_checkpoint)")
+    epochs = checkpoint_epochs(directory)
+    if not epochs:
+        raise ValueError(f"expected {expected} in {directory}, found none")
+    epoch = max(epochs)
+    try:
+        metadata = dcp.FileSystemReader(epochs[epoch]).read_metadata().state_dict_metadata
+    except Exception as exc:  # noqa: BLE001 - any unreadable metadata is a foreign folder
+        raise ValueError(f"expected {expected}, but {epochs[epoch]} is not readable ({exc})") from None
+    found = {key: tuple(getattr(meta, "size", ("not a tensor",))) for key, meta in metadata.items()}
+    wanted = checkpoint_shapes(model)
+    if found != wanted:
+        key = min(wanted.keys() ^ found.keys() or {k for k in wanted if wanted[k] != found[k]})
+        detail = (f"{key} has shape {found[key]}, expected {wanted[key]}" if key in wanted and key in found
+                  else f"{key} is {'missing' if key in wanted else 'not expected'}")
+        raise ValueError(f"expected {expected}, but {epochs[epoch]} holds other tensors: {detail}")
+    return epochs[epoch], epoch

@@ -14,6 +14,7 @@ import importlib.util
 import itertools
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -297,15 +298,14 @@ def test_script_refuses_bad_options(capfd: pytest.CaptureFixture) -> None:
 
 def test_script_gives_the_same_results_on_one_rank_two_ranks_and_two_machines(
         tmp_path: Path, capfd: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
-        monkeypatch.setenv(name, "")  # recorded, so that what the script sets is undone after the test
-        monkeypatch.delenv(name)
+    _clear_torchrun_environment(monkeypatch)
     args = ["--epochs", "1", "--max-steps", "6", "--global-batch-size", "96"]
     assert _script_main()(args + ["--out", str(tmp_path / "one.pt"), "--metrics-json", str(tmp_path / "one.json")]) == 0
     printed = capfd.readouterr().out
     for line in ("World size: 1", "FSDP units: conv1, conv2, fc1, fc2", "Epoch 1/1, Loss:", "Test Accuracy:",
                  "Model saved to"):
         assert line in printed
+    assert printed.strip().splitlines()[-1].startswith("Test Accuracy:")  # the script's last line
     SimpleCNN(channels=(32, 64), hidden=320).load_state_dict(torch.load(tmp_path / "one.pt", weights_only=True))
 
     # 1 machine x 2 ranks and 2 "machines" x 1 rank, started at once: their start-up overlaps
@@ -324,6 +324,138 @@ def test_script_gives_the_same_results_on_one_rank_two_ranks_and_two_machines(
     # 2 machines x 1 rank vs 1 machine x 2 ranks: the same ranks doing the same arithmetic, bit for bit
     assert (nodes["losses"], nodes["test_accuracy"]) == (two["losses"], two["test_accuracy"])
     assert not _leftover_processes()
+
+
+def _clear_torchrun_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No torchrun variables, and what the script sets in this process undone after the test."""
+    for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.setenv(name, "")  # recorded, so that what the script sets is undone after the test
+        monkeypatch.delenv(name)
+
+
+def _meta_model_weights(runs: list[RunSpec], out_dir: Path, timeout_s: float, data: tuple) -> list:
+    """A worker: the script's model built on the meta device, sharded, given rank 0's seeded weights, gathered."""
+    device = fsdp.setup_process_group(timeout_s)
+    with torch.device("meta"):
+        model = SimpleCNN(channels=(32, 64), hidden=320)
+    fsdp.shard_meta_model(model, device)
+    torch.manual_seed(0)
+    fsdp.load_full_state_dict(model, SimpleCNN(channels=(32, 64), hidden=320).state_dict() if dist.get_rank() == 0
+                              else {})  # the other ranks build nothing
+    state = fsdp.gather_full_state_dict(model)
+    if dist.get_rank() == 0:
+        torch.save(state, out_dir / "initial.pt")
+    dist.destroy_process_group()
+    return [None]  # one result per run
+
+
+def test_a_model_built_on_the_meta_device_gets_exactly_the_seeded_weights_on_every_rank(tmp_path: Path) -> None:
+    launch([RunSpec("meta")], world_size=3, run_dir=tmp_path, worker=_meta_model_weights)  # uneven shards: 320 / 3
+    torch.manual_seed(0)
+    expected = SimpleCNN(channels=(32, 64), hidden=320).state_dict()
+    assert _max_difference(torch.load(tmp_path / "initial.pt", weights_only=True), expected) == 0.0
+    assert not _leftover_processes()
+
+
+@pytest.fixture(scope="module")
+def two_rank_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The script on 2 ranks: 2 epochs uninterrupted ("full"), and 1 epoch ("part"), each with --checkpoint-dir."""
+    folder = tmp_path_factory.mktemp("two_rank_runs")
+    runs = {name: [*CHECKPOINT_ARGS, "--epochs", str(epochs), "--checkpoint-dir", str(folder / f"{name}-checkpoints"),
+                   "--out", str(folder / f"{name}.pt"), "--metrics-json", str(folder / f"{name}.json")]
+            for name, epochs in (("full", 2), ("part", 1))}
+    _torchrun([["--standalone", "--nproc_per_node=2"]] * 2, list(runs.values()))
+    return folder
+
+
+CHECKPOINT_ARGS = ["--max-steps", "3", "--global-batch-size", "96"]  # 3 steps per epoch
+
+
+def _resume_args(two_rank_runs: Path, tmp_path: Path, name: str) -> list[str]:
+    """Arguments that resume a copy of the 1-epoch run's checkpoints for a second epoch, writing into ``tmp_path``."""
+    shutil.copytree(two_rank_runs / "part-checkpoints", tmp_path / f"{name}-checkpoints")
+    return [*CHECKPOINT_ARGS, "--epochs", "2", "--resume", "--checkpoint-dir", str(tmp_path / f"{name}-checkpoints"),
+            "--out", str(tmp_path / f"{name}.pt"), "--metrics-json", str(tmp_path / f"{name}.json")]
+
+
+def _assert_resumed_equals_uninterrupted(two_rank_runs: Path, tmp_path: Path, name: str, tolerance: float) -> None:
+    full, resumed = _metrics(two_rank_runs / "full.json"), _metrics(tmp_path / f"{name}.json")
+    assert (full["first_epoch"], resumed["first_epoch"]) == (1, 2)
+    assert len(full["losses"]) == 6 and len(resumed["losses"]) == 3  # --max-steps: 3 steps in each epoch
+    loss_difference = max(abs(a - b) for a, b in zip(full["losses"][3:], resumed["losses"], strict=True))
+    weight_difference = _max_difference(torch.load(two_rank_runs / "full.pt", weights_only=True),
+                                        torch.load(tmp_path / f"{name}.pt", weights_only=True))
+    print(f"\n{name}: max |loss difference| {loss_difference:.3g}, max |weight difference| {weight_difference:.3g}")
+    assert loss_difference <= tolerance and weight_difference <= tolerance
+    assert resumed["test_accuracy"] == full["test_accuracy"]
+    assert sorted(p.name for p in (tmp_path / f"{name}-checkpoints").iterdir()) == ["epoch-1", "epoch-2"]
+
+
+def test_script_resumed_on_two_ranks_equals_the_uninterrupted_run(two_rank_runs: Path, tmp_path: Path) -> None:
+    [output] = _torchrun([["--standalone", "--nproc_per_node=2"]], _resume_args(two_rank_runs, tmp_path, "two"))
+    assert "resumed from" in output and "Epoch 1/2" not in output and "Epoch 2/2" in output
+    # The same ranks doing the same arithmetic from the saved shards and optimizer state: bit for bit
+    _assert_resumed_equals_uninterrupted(two_rank_runs, tmp_path, "two", tolerance=0.0)
+    assert not _leftover_processes()
+
+
+def test_script_resumes_a_two_rank_checkpoint_on_one_rank_and_on_three(
+        two_rank_runs: Path, tmp_path: Path, capfd: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    _clear_torchrun_environment(monkeypatch)
+    assert _script_main()(_resume_args(two_rank_runs, tmp_path, "one")) == 0  # in this process: world size 1
+    printed = capfd.readouterr().out.strip().splitlines()
+    assert printed[-1].startswith("Test Accuracy:")  # the script's last line
+    with pytest.raises(SystemExit) as info:  # its checkpoints have trained all the epochs asked for
+        _script_main()(["--resume", "--epochs", "2", "--checkpoint-dir", str(tmp_path / "one-checkpoints")])
+    assert info.value.code == 2
+    assert "epoch-2 has trained 2 epochs already; expected --epochs > 2" in capfd.readouterr().err
+    _torchrun([["--standalone", "--nproc_per_node=3"]], _resume_args(two_rank_runs, tmp_path, "three"))
+    tolerance = roundoff(torch.float32, ulps=100)  # DCP reshards; the same batches, summed in another order
+    for name, world_size in (("one", 1), ("three", 3)):
+        assert _metrics(tmp_path / f"{name}.json")["world_size"] == world_size
+        _assert_resumed_equals_uninterrupted(two_rank_runs, tmp_path, name, tolerance)
+    assert not _leftover_processes()
+
+
+def _foreign_checkpoint(directory: Path) -> None:
+    """A DCP checkpoint as the script writes it, but of another model: SimpleCNN's default sizes."""
+    with fsdp.one_process_group():
+        torch.manual_seed(0)
+        model = fsdp.shard_model(SimpleCNN())
+        fsdp.save_checkpoint(directory, model, torch.optim.AdamW(model.parameters()), epoch=1)
+
+
+def test_script_refuses_to_resume_from_anything_but_its_own_checkpoints(
+        tmp_path: Path, capfd: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    _clear_torchrun_environment(monkeypatch)
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "text").mkdir()
+    (tmp_path / "text" / "notes.txt").write_text("not a checkpoint")
+    (tmp_path / "text" / "epoch-3").mkdir()  # a folder by that name, but no DCP checkpoint in it
+    _foreign_checkpoint(tmp_path / "other_model")
+    expected = ("expected epoch-N folders of DCP checkpoints holding this SimpleCNN, its AdamW state and the epoch "
+                "(save_checkpoint)")
+    cases = {
+        (): "--resume expects --checkpoint-dir DIR, the directory of an earlier run's checkpoints",
+        **{("--checkpoint-dir", tmp_path / name): f"{expected} in {tmp_path / name}, found none"
+           for name in ("missing", "empty", "text")},
+        ("--checkpoint-dir", tmp_path / "other_model"): f"{expected}, but {tmp_path / 'other_model' / 'epoch-1'} "
+                                                         "holds other tensors: model.conv1.bias has shape (8,), "
+                                                         "expected (32,)",
+    }
+    before = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    for args, message in cases.items():
+        with pytest.raises(SystemExit) as info:
+            _script_main()(["--resume", "--epochs", "2", *map(str, args), "--out", str(tmp_path / "model.pt"),
+                            "--metrics-json", str(tmp_path / "metrics.json")])
+        assert info.value.code == 2
+        error = capfd.readouterr().err.strip().splitlines()[-1]  # one line, after the usage lines
+        assert error.endswith(f": error: {'' if not args else '--resume: '}{message}"), error
+    with pytest.raises(SystemExit) as info:  # a new run must not mix its checkpoints with an earlier run's
+        _script_main()(["--checkpoint-dir", str(tmp_path / "other_model"), "--out", str(tmp_path / "model.pt")])
+    assert info.value.code == 2
+    assert "other_model already holds checkpoints: add --resume to continue them" in capfd.readouterr().err
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == before  # nothing written
 
 
 # ------------------------------------------------------------------------------------------------
