@@ -296,36 +296,6 @@ def test_script_refuses_bad_options(capfd: pytest.CaptureFixture) -> None:
     assert "epochs must be an int >= 1, got 0" in capfd.readouterr().err
 
 
-def test_script_gives_the_same_results_on_one_rank_two_ranks_and_two_machines(
-        tmp_path: Path, capfd: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
-    _clear_torchrun_environment(monkeypatch)
-    args = ["--epochs", "1", "--max-steps", "6", "--global-batch-size", "96"]
-    assert _script_main()(args + ["--out", str(tmp_path / "one.pt"), "--metrics-json", str(tmp_path / "one.json")]) == 0
-    printed = capfd.readouterr().out
-    for line in ("World size: 1", "FSDP units: conv1, conv2, fc1, fc2", "Epoch 1/1, Loss:", "Test Accuracy:",
-                 "Model saved to"):
-        assert line in printed
-    assert printed.strip().splitlines()[-1].startswith("Test Accuracy:")  # the script's last line
-    SimpleCNN(channels=(32, 64), hidden=320).load_state_dict(torch.load(tmp_path / "one.pt", weights_only=True))
-
-    # 1 machine x 2 ranks and 2 "machines" x 1 rank, started at once: their start-up overlaps
-    two = args + ["--out", str(tmp_path / "two.pt"), "--metrics-json", str(tmp_path / "two.json")]
-    nodes = args + ["--out", str(tmp_path / "nodes.pt"), "--metrics-json", str(tmp_path / "nodes.json")]
-    two_ranks, *_ = _torchrun([["--standalone", "--nproc_per_node=2"], *_rendezvous(nnodes=2, nproc_per_node=1)],
-                              [two, nodes, nodes])
-    assert two_ranks.count("World size: 2") == 1  # rank 0 prints, rank 1 does not
-    one, two, nodes = (_metrics(tmp_path / f"{n}.json") for n in ("one", "two", "nodes"))
-    assert (one["world_size"], two["world_size"], nodes["world_size"]) == (1, 2, 2)
-    tolerance = roundoff(torch.float32, ulps=100)  # 1 rank vs 2: the same batch, summed in another order
-    assert max(abs(a - b) for a, b in zip(one["losses"], two["losses"], strict=True)) < tolerance
-    assert one["test_accuracy"] == two["test_accuracy"]
-    assert _max_difference(torch.load(tmp_path / "one.pt", weights_only=True),
-                           torch.load(tmp_path / "two.pt", weights_only=True)) < tolerance
-    # 2 machines x 1 rank vs 1 machine x 2 ranks: the same ranks doing the same arithmetic, bit for bit
-    assert (nodes["losses"], nodes["test_accuracy"]) == (two["losses"], two["test_accuracy"])
-    assert not _leftover_processes()
-
-
 def _clear_torchrun_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """No torchrun variables, and what the script sets in this process undone after the test."""
     for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
@@ -357,33 +327,65 @@ def test_a_model_built_on_the_meta_device_gets_exactly_the_seeded_weights_on_eve
     assert not _leftover_processes()
 
 
+SCRIPT_ARGS = ["--max-steps", "3", "--global-batch-size", "96"]  # 3 steps per epoch
+
+
+def _run_args(folder: Path, name: str, epochs: int, checkpoints: bool = True) -> list[str]:
+    """The script's arguments for run ``name``: its checkpoints, weights and metrics all go under ``folder``."""
+    return [*SCRIPT_ARGS, "--epochs", str(epochs), "--out", str(folder / f"{name}.pt"),
+            "--metrics-json", str(folder / f"{name}.json"),
+            *(["--checkpoint-dir", str(folder / f"{name}-checkpoints")] if checkpoints else [])]
+
+
 @pytest.fixture(scope="module")
-def two_rank_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The script on 2 ranks: 2 epochs uninterrupted ("full"), and 1 epoch ("part"), each with --checkpoint-dir."""
-    folder = tmp_path_factory.mktemp("two_rank_runs")
-    runs = {name: [*CHECKPOINT_ARGS, "--epochs", str(epochs), "--checkpoint-dir", str(folder / f"{name}-checkpoints"),
-                   "--out", str(folder / f"{name}.pt"), "--metrics-json", str(folder / f"{name}.json")]
-            for name, epochs in (("full", 2), ("part", 1))}
-    _torchrun([["--standalone", "--nproc_per_node=2"]] * 2, list(runs.values()))
-    return folder
+def script_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """The script's torchrun runs, all started at once so that their start-up overlaps; returns their folder and
+    the output of "two": 1 machine x 2 ranks for 2 epochs (the uninterrupted run), "part": the same for 1 epoch
+    (its checkpoint is resumed below), "nodes": 2 "machines" x 1 rank (two torchruns, one c10d rendezvous)."""
+    folder = tmp_path_factory.mktemp("script_runs")
+    two, *_ = _torchrun([["--standalone", "--nproc_per_node=2"]] * 2 + _rendezvous(nnodes=2, nproc_per_node=1),
+                        [_run_args(folder, "two", 2), _run_args(folder, "part", 1),
+                         *[_run_args(folder, "nodes", 2, checkpoints=False)] * 2])
+    return folder, two
 
 
-CHECKPOINT_ARGS = ["--max-steps", "3", "--global-batch-size", "96"]  # 3 steps per epoch
+def test_script_gives_the_same_results_on_one_rank_two_ranks_and_two_machines(
+        script_runs: tuple[Path, str], tmp_path: Path, capfd: pytest.CaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    _clear_torchrun_environment(monkeypatch)
+    folder, two_ranks = script_runs
+    assert _script_main()(_run_args(tmp_path, "one", 2, checkpoints=False)) == 0  # in this process: world size 1
+    printed = capfd.readouterr().out
+    for line in ("World size: 1", "FSDP units: conv1, conv2, fc1, fc2", "Epoch 1/2, Loss:", "Epoch 2/2, Loss:",
+                 "Test Accuracy:", "Model saved to"):
+        assert line in printed
+    assert printed.strip().splitlines()[-1].startswith("Test Accuracy:")  # the script's last line
+    SimpleCNN(channels=(32, 64), hidden=320).load_state_dict(torch.load(tmp_path / "one.pt", weights_only=True))
+    assert two_ranks.count("World size: 2") == 1  # rank 0 prints, rank 1 does not
+    one, two, nodes = _metrics(tmp_path / "one.json"), _metrics(folder / "two.json"), _metrics(folder / "nodes.json")
+    assert (one["world_size"], two["world_size"], nodes["world_size"]) == (1, 2, 2)
+    tolerance = roundoff(torch.float32, ulps=100)  # 1 rank vs 2: the same batch, summed in another order
+    assert max(abs(a - b) for a, b in zip(one["losses"], two["losses"], strict=True)) < tolerance
+    assert one["test_accuracy"] == two["test_accuracy"]
+    assert _max_difference(torch.load(tmp_path / "one.pt", weights_only=True),
+                           torch.load(folder / "two.pt", weights_only=True)) < tolerance
+    # 2 machines x 1 rank vs 1 machine x 2 ranks: the same ranks doing the same arithmetic, bit for bit
+    assert (nodes["losses"], nodes["test_accuracy"]) == (two["losses"], two["test_accuracy"])
+    assert not _leftover_processes()
 
 
-def _resume_args(two_rank_runs: Path, tmp_path: Path, name: str) -> list[str]:
+def _resume_args(folder: Path, tmp_path: Path, name: str) -> list[str]:
     """Arguments that resume a copy of the 1-epoch run's checkpoints for a second epoch, writing into ``tmp_path``."""
-    shutil.copytree(two_rank_runs / "part-checkpoints", tmp_path / f"{name}-checkpoints")
-    return [*CHECKPOINT_ARGS, "--epochs", "2", "--resume", "--checkpoint-dir", str(tmp_path / f"{name}-checkpoints"),
-            "--out", str(tmp_path / f"{name}.pt"), "--metrics-json", str(tmp_path / f"{name}.json")]
+    shutil.copytree(folder / "part-checkpoints", tmp_path / f"{name}-checkpoints")
+    return [*_run_args(tmp_path, name, 2), "--resume"]
 
 
-def _assert_resumed_equals_uninterrupted(two_rank_runs: Path, tmp_path: Path, name: str, tolerance: float) -> None:
-    full, resumed = _metrics(two_rank_runs / "full.json"), _metrics(tmp_path / f"{name}.json")
+def _assert_resumed_equals_uninterrupted(folder: Path, tmp_path: Path, name: str, tolerance: float) -> None:
+    full, resumed = _metrics(folder / "two.json"), _metrics(tmp_path / f"{name}.json")
     assert (full["first_epoch"], resumed["first_epoch"]) == (1, 2)
     assert len(full["losses"]) == 6 and len(resumed["losses"]) == 3  # --max-steps: 3 steps in each epoch
     loss_difference = max(abs(a - b) for a, b in zip(full["losses"][3:], resumed["losses"], strict=True))
-    weight_difference = _max_difference(torch.load(two_rank_runs / "full.pt", weights_only=True),
+    weight_difference = _max_difference(torch.load(folder / "two.pt", weights_only=True),
                                         torch.load(tmp_path / f"{name}.pt", weights_only=True))
     print(f"\n{name}: max |loss difference| {loss_difference:.3g}, max |weight difference| {weight_difference:.3g}")
     assert loss_difference <= tolerance and weight_difference <= tolerance
@@ -391,29 +393,27 @@ def _assert_resumed_equals_uninterrupted(two_rank_runs: Path, tmp_path: Path, na
     assert sorted(p.name for p in (tmp_path / f"{name}-checkpoints").iterdir()) == ["epoch-1", "epoch-2"]
 
 
-def test_script_resumed_on_two_ranks_equals_the_uninterrupted_run(two_rank_runs: Path, tmp_path: Path) -> None:
-    [output] = _torchrun([["--standalone", "--nproc_per_node=2"]], _resume_args(two_rank_runs, tmp_path, "two"))
-    assert "resumed from" in output and "Epoch 1/2" not in output and "Epoch 2/2" in output
-    # The same ranks doing the same arithmetic from the saved shards and optimizer state: bit for bit
-    _assert_resumed_equals_uninterrupted(two_rank_runs, tmp_path, "two", tolerance=0.0)
-    assert not _leftover_processes()
-
-
-def test_script_resumes_a_two_rank_checkpoint_on_one_rank_and_on_three(
-        two_rank_runs: Path, tmp_path: Path, capfd: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_script_resumes_a_two_rank_checkpoint_on_two_ranks_one_and_three(
+        script_runs: tuple[Path, str], tmp_path: Path, capfd: pytest.CaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    folder, _ = script_runs
     _clear_torchrun_environment(monkeypatch)
-    assert _script_main()(_resume_args(two_rank_runs, tmp_path, "one")) == 0  # in this process: world size 1
+    assert _script_main()(_resume_args(folder, tmp_path, "one")) == 0  # in this process: world size 1
     printed = capfd.readouterr().out.strip().splitlines()
     assert printed[-1].startswith("Test Accuracy:")  # the script's last line
     with pytest.raises(SystemExit) as info:  # its checkpoints have trained all the epochs asked for
         _script_main()(["--resume", "--epochs", "2", "--checkpoint-dir", str(tmp_path / "one-checkpoints")])
     assert info.value.code == 2
     assert "epoch-2 has trained 2 epochs already; expected --epochs > 2" in capfd.readouterr().err
-    _torchrun([["--standalone", "--nproc_per_node=3"]], _resume_args(two_rank_runs, tmp_path, "three"))
+    two, _ = _torchrun([["--standalone", "--nproc_per_node=2"], ["--standalone", "--nproc_per_node=3"]],
+                       [_resume_args(folder, tmp_path, "two"), _resume_args(folder, tmp_path, "three")])
+    assert "resumed from" in two and "Epoch 1/2" not in two and "Epoch 2/2" in two
+    # the same ranks doing the same arithmetic from the saved shards and optimizer state: bit for bit
+    _assert_resumed_equals_uninterrupted(folder, tmp_path, "two", tolerance=0.0)
     tolerance = roundoff(torch.float32, ulps=100)  # DCP reshards; the same batches, summed in another order
     for name, world_size in (("one", 1), ("three", 3)):
         assert _metrics(tmp_path / f"{name}.json")["world_size"] == world_size
-        _assert_resumed_equals_uninterrupted(two_rank_runs, tmp_path, name, tolerance)
+        _assert_resumed_equals_uninterrupted(folder, tmp_path, name, tolerance)
     assert not _leftover_processes()
 
 
