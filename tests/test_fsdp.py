@@ -340,12 +340,12 @@ def _run_args(folder: Path, name: str, epochs: int, checkpoints: bool = True) ->
 @pytest.fixture(scope="module")
 def script_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     """The script's torchrun runs, all started at once so that their start-up overlaps; returns their folder and
-    the output of "two": 1 machine x 2 ranks for 2 epochs (the uninterrupted run), "part": the same for 1 epoch
-    (its checkpoint is resumed below), "nodes": 2 "machines" x 1 rank (two torchruns, one c10d rendezvous)."""
+    the output of "two": 1 machine x 2 ranks for 2 epochs, a checkpoint after each (the uninterrupted run; its
+    epoch-1 checkpoint is what a 1-epoch run leaves, resumed below), and "nodes": 2 "machines" x 1 rank (two
+    torchruns meeting at one c10d rendezvous)."""
     folder = tmp_path_factory.mktemp("script_runs")
-    two, *_ = _torchrun([["--standalone", "--nproc_per_node=2"]] * 2 + _rendezvous(nnodes=2, nproc_per_node=1),
-                        [_run_args(folder, "two", 2), _run_args(folder, "part", 1),
-                         *[_run_args(folder, "nodes", 2, checkpoints=False)] * 2])
+    two, *_ = _torchrun([["--standalone", "--nproc_per_node=2"]] + _rendezvous(nnodes=2, nproc_per_node=1),
+                        [_run_args(folder, "two", 2), *[_run_args(folder, "nodes", 2, checkpoints=False)] * 2])
     return folder, two
 
 
@@ -375,8 +375,8 @@ def test_script_gives_the_same_results_on_one_rank_two_ranks_and_two_machines(
 
 
 def _resume_args(folder: Path, tmp_path: Path, name: str) -> list[str]:
-    """Arguments that resume a copy of the 1-epoch run's checkpoints for a second epoch, writing into ``tmp_path``."""
-    shutil.copytree(folder / "part-checkpoints", tmp_path / f"{name}-checkpoints")
+    """Arguments that resume a copy of the 2-rank run's epoch-1 checkpoint for epoch 2, writing into ``tmp_path``."""
+    shutil.copytree(folder / "two-checkpoints" / "epoch-1", tmp_path / f"{name}-checkpoints" / "epoch-1")
     return [*_run_args(tmp_path, name, 2), "--resume"]
 
 
