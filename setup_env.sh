@@ -27,18 +27,17 @@ register_kernel=0
 for arg in "$@"; do
   case "$arg" in
     --kernel) register_kernel=1 ;;
-    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$(basename "$0")" | sed '$d'; exit 0 ;;  # after the cd above
     *) echo "setup_env.sh: unknown option '$arg' (expected --kernel or --help)" >&2; exit 2 ;;
   esac
 done
 
 fail() { echo "setup_env.sh: error: $*" >&2; exit 1; }
 
-command -v "$PYTHON" >/dev/null 2>&1 || fail "'$PYTHON' not found; install Python >= $MIN_MAJOR.$MIN_MINOR or set PYTHON=/path/to/python"
-"$PYTHON" -c "import sys; sys.exit(sys.version_info < ($MIN_MAJOR, $MIN_MINOR))" \
-  || fail "Python >= $MIN_MAJOR.$MIN_MINOR is required, '$PYTHON' is $("$PYTHON" -c 'import platform; print(platform.python_version())')"
-
-if [ ! -x "$VENV/bin/python" ]; then
+if [ ! -x "$VENV/bin/python" ]; then  # $PYTHON only makes .venv; once it exists, .venv's own Python is checked
+  command -v "$PYTHON" >/dev/null 2>&1 || fail "'$PYTHON' not found; install Python >= $MIN_MAJOR.$MIN_MINOR or set PYTHON=/path/to/python"
+  "$PYTHON" -c "import sys; sys.exit(sys.version_info < ($MIN_MAJOR, $MIN_MINOR))" \
+    || fail "Python >= $MIN_MAJOR.$MIN_MINOR is required, '$PYTHON' is $("$PYTHON" -c 'import platform; print(platform.python_version())')"
   "$PYTHON" -c "import venv, ensurepip" 2>/dev/null \
     || fail "the Python 'venv' module (with ensurepip) is missing; on Debian/Ubuntu: sudo apt install python3-venv"
   echo "creating $VENV with $("$PYTHON" -c 'import platform; print(platform.python_version())')"
@@ -71,8 +70,11 @@ else
       || fail "could not install course_lib in editable mode"
   else
     echo "uv is not available (none on PATH, and pip could not install uv==$UV_VERSION): installing $LOCK with pip (slower)"
-    "$VENV/bin/python" -m pip install --quiet --compile -r "$LOCK" \
+    "$VENV/bin/python" -m pip install --quiet -r "$LOCK" \
       || fail "pip could not install $LOCK (see pip's message above; network or disk space?)"
+    # pip compiles what it installs, but not what an earlier install left without bytecode
+    "$VENV/bin/python" -m compileall -q -j 0 "$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" >/dev/null \
+      || fail "could not compile the bytecode of $VENV"
     PYTHONWARNINGS=ignore "$VENV/bin/python" -m pip install --quiet --no-deps --no-build-isolation -e . \
       || fail "could not install course_lib in editable mode"
   fi

@@ -49,10 +49,11 @@ def setup_env(repo: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
 
 def test_without_uv_it_falls_back_to_pip_with_a_notice(tmp_path: Path) -> None:
     repo, env = sandbox(tmp_path, fake_uv=False)
-    # where the base interpreter has pip, a .venv that uses it is made in a tenth of the time of one with its own
-    # (every real set-up, CI's included, creates .venv itself)
-    base = Path(sys.base_prefix) / "bin" / "python3"
-    if subprocess.run([str(base), "-c", "import pip"], capture_output=True).returncode == 0:
+    # where the base interpreter has pip (and no uv), a .venv that uses it is made in a tenth of the time of one
+    # with its own (every real set-up, CI's included, creates .venv itself)
+    base = Path(sys.base_prefix) / "bin" / f"python{sys.version_info.major}.{sys.version_info.minor}"
+    has_pip_not_uv = "import importlib.util as u, sys; sys.exit(not u.find_spec('pip') or bool(u.find_spec('uv')))"
+    if base.exists() and subprocess.run([str(base), "-c", has_pip_not_uv], capture_output=True).returncode == 0:
         subprocess.run([str(base), "-m", "venv", "--without-pip", "--system-site-packages", str(repo / ".venv")],
                        check=True)
     proc = setup_env(repo, env)
@@ -137,3 +138,20 @@ def test_help_prints_the_header() -> None:
     assert proc.returncode == 0
     assert proc.stdout.startswith("# Set up the course environment in .venv")
     assert "--kernel" in proc.stdout and "PYTHONDONTWRITEBYTECODE" in proc.stdout and "set -euo" not in proc.stdout
+
+
+def test_an_old_python3_on_path_does_not_matter_once_the_venv_exists(tmp_path: Path) -> None:
+    repo, env = sandbox(tmp_path, fake_uv=True)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(repo / ".venv")], check=True)
+    old = tmp_path / "python3.10"
+    old.write_text("#!/bin/sh\ncase \"$2\" in *version_info*) exit 1;; *) echo 3.10.14;; esac\n")
+    old.chmod(0o755)
+    proc = setup_env(repo, {**env, "PYTHON": str(old)})  # .venv made earlier with another Python
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.rstrip().endswith("environment OK")
+
+
+def test_help_works_from_another_directory(tmp_path: Path) -> None:
+    proc = subprocess.run(["bash", str(Path(os.path.relpath(ROOT, tmp_path)) / "setup_env.sh"), "--help"],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=30)
+    assert proc.returncode == 0 and proc.stdout.startswith("# Set up the course environment"), proc.stderr
