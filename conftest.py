@@ -60,6 +60,8 @@ class TierNotebook(IPyNbFile):
 
     def setup(self) -> None:
         saved = dict(os.environ)
+        for name in {name for tier in CPU_TIERS.values() for name in tier}:
+            os.environ.pop(name, None)  # a tier exported in the caller's shell must not leak into "native"
         os.environ.update(CPU_TIERS[self.tier])
         try:
             super().setup()  # starts the kernel, which inherits os.environ

@@ -16,7 +16,7 @@ Those names are loaded on first use (PEP 562), so that ``import course_lib.tools
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 # name -> the module that defines it
 _EXPORTS = {
@@ -40,3 +40,21 @@ def __getattr__(name: str) -> Any:
 def __dir__() -> list[str]:
     return sorted({*globals(), *__all__})
 
+
+
+if TYPE_CHECKING:  # the same names for type checkers and editors (``x as x``: re-exported)
+    from course_lib.env import check_bool as check_bool
+    from course_lib.env import check_choice as check_choice
+    from course_lib.env import check_float as check_float
+    from course_lib.env import check_int as check_int
+    from course_lib.env import display_path as display_path
+    from course_lib.env import get_device as get_device
+    from course_lib.env import output_dir as output_dir
+    from course_lib.env import repo_root as repo_root
+    from course_lib.env import seed_everything as seed_everything
+    from course_lib.env import setup as setup
+    from course_lib.report import bound as bound
+    from course_lib.report import roundoff as roundoff
+    from course_lib.timing import limit_cpu_threads as limit_cpu_threads
+    from course_lib.timing import median_seconds as median_seconds
+    from course_lib.timing import synchronize as synchronize

@@ -612,7 +612,7 @@ class SweepRow:
 
     @property
     def fastest_speedup(self) -> float:
-        """The same ratio from each implementation's fastest step: what a busy machine cannot flip."""
+        """The same ratio from each implementation's fastest step: far less sensitive to a busy machine."""
         return self.numpy_fastest_ms / self.torch_fastest_ms
 
 

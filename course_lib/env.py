@@ -47,7 +47,11 @@ def check_float(
     """Return ``value`` as a float if it is a finite real number (NumPy scalars too) within the optional bounds."""
     low = None if min_value is None else (min_value if min_inclusive else f"> {min_value}")
     expected = "a number" + _bounds(low, max_value)
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+    try:
+        finite = not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        finite = False
+    if not finite:
         raise _fail(name, expected, value)
     if min_value is not None and (value < min_value or (not min_inclusive and value == min_value)):
         raise _fail(name, expected, value)

@@ -547,16 +547,16 @@ def run_in_turns(trainings: list[Generator[None, None, RankResult]]) -> list[Ran
     return results
 
 
-def run_rank(runs: list[RunSpec], out_dir: Path, collective_timeout_s: float = 60.0,
-             data: tuple[torch.Tensor, ...] | None = None) -> list[RankResult]:
+def run_rank(runs: list[RunSpec], out_dir: Path, collective_timeout_s: float,
+             data: tuple[torch.Tensor, ...]) -> list[RankResult]:
     """What every rank executes under ``launch``: join the group, train the runs, leave the group.
 
-    ``data`` is ``X_train, y_train, X_test, y_test`` (default: the digits, loaded here). Each run's full
-    state dict is saved by rank 0 as ``out_dir/<run name>.pt``.
+    ``data`` is ``X_train, y_train, X_test, y_test``, handed over by ``launch``. Each run's full state dict
+    is saved by rank 0 as ``out_dir/<run name>.pt``.
     """
     device = setup_process_group(collective_timeout_s)
     try:
-        data = tuple(t.to(device) for t in (data or digits_split().tensors()))
+        data = tuple(t.to(device) for t in data)
         return run_in_turns([training(spec, device, data, Path(out_dir) / f"{spec.name}.pt") for spec in runs])
     finally:
         dist.destroy_process_group()
@@ -656,10 +656,11 @@ def _rank_main(rank: int, world_size: int, port: int, runs: list[RunSpec], run_d
 def shard_meta_model(model: nn.Module, device: torch.device) -> nn.Module:
     """FSDP2 on a model built on the meta device: ``fully_shard`` per block then the root, then this rank's shards.
 
-    A model built under ``torch.device("meta")`` has shapes but no memory, so no rank ever holds all of
-    it. ``shard_model`` reads its mesh's device from the parameters, which on the meta device are nowhere:
-    here it comes from ``device``. ``to_empty`` then allocates this rank's shards on ``device``,
-    uninitialised: load weights next (``load_full_state_dict``).
+    A model built under ``torch.device("meta")`` has shapes but no memory, so no rank's device ever holds all
+    of it (the full weights come from rank 0's CPU copy, ``load_full_state_dict``). ``shard_model`` reads its
+    mesh's device from the parameters, which on the meta device are nowhere: here it comes from ``device``.
+    ``to_empty`` then allocates this rank's shards on ``device``, uninitialised: load weights next
+    (``load_full_state_dict``).
     """
     mesh = init_device_mesh(device.type, (dist.get_world_size(),))
     for block in model.children():

@@ -8,12 +8,13 @@
     python scripts/train_pytorch_fsdp.py --epochs 3 --checkpoint-dir outputs/fsdp_ckpt   # a checkpoint per epoch
     torchrun --nproc_per_node=3 scripts/train_pytorch_fsdp.py --epochs 5 --checkpoint-dir outputs/fsdp_ckpt --resume
 
-The recipe of pytorch/examples' distributed/FSDP2/train.py: the model is built on the meta device (no rank
-ever holds all of it), sharded block by block, and filled with rank 0's seeded weights (FSDP2 does not
-broadcast them itself). Each global batch is split evenly across the ranks and FSDP averages the
-gradients, so for a given ``--global-batch-size`` the results do not depend on the number of ranks, up to
-float32 round-off; a checkpoint (DCP: each rank writes its shards) resumes on any number of ranks
-(tests/test_fsdp.py checks both). Only rank 0 prints; its last line is the test accuracy.
+The recipe of pytorch/examples' distributed/FSDP2/train.py: the model is built on the meta device (no rank's
+training device ever holds all of it), sharded block by block, and filled with rank 0's seeded weights, which
+rank 0 builds once in CPU memory and broadcasts (FSDP2 does not broadcast them itself). Each global batch is
+split evenly across the ranks and FSDP averages the gradients, so for a given ``--global-batch-size`` the
+results do not depend on the number of ranks, up to float32 round-off; a checkpoint (DCP: each rank writes its
+shards) resumes on any number of ranks (tests/test_fsdp.py checks both). Only rank 0 prints; its last line is
+the test accuracy.
 """
 
 from __future__ import annotations
@@ -107,24 +108,11 @@ def train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loader
     return losses / dist.get_world_size()
 
 
-@record  # under torchrun, a failing rank's traceback becomes the reported root cause
-def main(argv: list[str] | None = None) -> int:
-    """Train, evaluate, checkpoint and save; return the exit status (bad options exit with status 2)."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if "MASTER_ADDR" not in os.environ:  # started without torchrun: a group of one, as torchrun would describe it
-        os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", LOCAL_WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
-                          MASTER_PORT=str(free_port()))
-    rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
-    X_train, y_train, X_test, y_test = digits_split().tensors()
-    try:
-        resume = check_options(args, world_size, len(X_train))
-    except ValueError as exc:
-        parser.error(str(exc))  # exit status 2 with the usage line, before anything is written
-    out = args.out or output_dir("checkpoints") / "simple_cnn_fsdp.pt"
-
-    device = setup_process_group()  # a collective that waits over 60 s raises instead of hanging
-    X_train, y_train, X_test, y_test = (t.to(device) for t in (X_train, y_train, X_test, y_test))
+def train(args: argparse.Namespace, device: torch.device, resume: tuple[Path, int] | None, out: Path,
+          data: tuple[torch.Tensor, ...]) -> None:
+    """Build, shard and initialise the model, resume if asked, train ``args.epochs``, save; rank 0 prints."""
+    rank, world_size = dist.get_rank(), dist.get_world_size()
+    X_train, y_train, X_test, y_test = (t.to(device) for t in data)
     loader = rank_batches(X_train, y_train, args.global_batch_size, rank, world_size, args.seed)
     with torch.device("meta"):  # shapes only, no memory
         model = SimpleCNN(**MODEL)
@@ -161,7 +149,28 @@ def main(argv: list[str] | None = None) -> int:
             args.metrics_json.parent.mkdir(parents=True, exist_ok=True)
             args.metrics_json.write_text(json.dumps(metrics, indent=1))
         print(f"Test Accuracy: {test_accuracy:.2%}")
-    dist.destroy_process_group()
+
+
+@record  # under torchrun, a failing rank's traceback becomes the reported root cause
+def main(argv: list[str] | None = None) -> int:
+    """Train, evaluate, checkpoint and save; return the exit status (bad options exit with status 2)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if "MASTER_ADDR" not in os.environ:  # started without torchrun: a group of one, as torchrun would describe it
+        os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", LOCAL_WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
+                          MASTER_PORT=str(free_port()))
+    data = digits_split().tensors()  # X_train, y_train, X_test, y_test
+    try:
+        resume = check_options(args, int(os.environ["WORLD_SIZE"]), len(data[0]))
+    except ValueError as exc:
+        parser.error(str(exc))  # exit status 2 with the usage line, before anything is written
+    out = args.out or output_dir("checkpoints") / "simple_cnn_fsdp.pt"
+
+    device = setup_process_group()  # a collective that waits over 60 s raises instead of hanging
+    try:
+        train(args, device, resume, out, data)
+    finally:
+        dist.destroy_process_group()  # also when training fails: the caller's process is left without a group
     return 0
 
 

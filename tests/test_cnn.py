@@ -181,17 +181,19 @@ def test_crossover_is_the_first_batch_size_from_which_torch_stays_faster() -> No
 
 
 def test_speed_sweep_times_both_models_at_every_size(monkeypatch: pytest.MonkeyPatch) -> None:
-    def fake_samples(model, X, y, repeats):  # NumPy: 1 ms per image; PyTorch: 2 ms + 0.1 ms per image; one slow call
+    def fake_samples(model, X, y, repeats):  # NumPy: 1 ms per image; PyTorch: 2 ms + 0.1 ms per image; load varies
         step = 1e-3 * len(X) if isinstance(model, cnn.SimpleCNN) else 2e-3 + 1e-4 * len(X)
-        return [step, 3 * step, step]
+        return [3 * step, step, 2 * step]  # median 2 steps, fastest 1
 
     monkeypatch.setattr(cnn, "train_step_samples", fake_samples)
     rows = speed_sweep([1, 4], [8, 16], torch.device("cpu"), repeats=1)
     assert [(r.batch_size, r.image_size) for r in rows] == [(1, 8), (4, 8), (1, 16), (4, 16)]
     for row in rows:
-        assert row.numpy_ms == pytest.approx(row.batch_size)
-        assert row.torch_ms == pytest.approx(2 + 0.1 * row.batch_size)
-        assert row.numpy_fastest_ms == pytest.approx(row.batch_size)  # the slow call counts in neither
+        assert row.numpy_ms == pytest.approx(2 * row.batch_size)
+        assert row.torch_ms == pytest.approx(2 * (2 + 0.1 * row.batch_size))
+        assert row.numpy_fastest_ms == pytest.approx(row.batch_size)
+        assert row.torch_fastest_ms == pytest.approx(2 + 0.1 * row.batch_size)
+        assert row.fastest_speedup == pytest.approx(row.torch_speedup)  # load slowed both alike here
     assert crossover(rows) == {8: 4, 16: 4}
 
 

@@ -12,8 +12,8 @@ from nbformat.v4 import new_code_cell, new_notebook, new_output
 ROOT = Path(__file__).resolve().parents[1]
 
 
-PROBE = ('import os\nfrom numpy._core._multiarray_umath import __cpu_features__\n'
-         'print(os.environ.get("ATEN_CPU_CAPABILITY", "unset"), "NumPy AVX2:", __cpu_features__["X86_V3"])')
+PROBE = ('import os\nfrom numpy._core._multiarray_umath import __cpu_features__\n'  # X86_V3: AVX2 (x86 only)
+         'print(os.environ.get("ATEN_CPU_CAPABILITY", "unset"), "NumPy AVX2:", __cpu_features__.get("X86_V3", False))')
 
 
 def probe_notebook(stored: str) -> Path:

@@ -29,7 +29,7 @@ def test_check_float_bounds() -> None:
         check_float("lr", 0, min_value=0, min_inclusive=False)
     with pytest.raises(ValueError, match=r"p must be a number in \[0, 1\], got 1.5"):
         check_float("p", 1.5, min_value=0, max_value=1)
-    for value in (float("nan"), float("inf"), -float("inf"), np.float32("nan")):
+    for value in (float("nan"), float("inf"), -float("inf"), np.float32("nan"), 10**400):
         with pytest.raises(ValueError, match=re.escape(f"lr must be a number, got {value!r}")):
             check_float("lr", value)
     value = check_float("lr", np.float32(0.5), min_value=0)  # NumPy scalars are numbers too
