@@ -2,8 +2,10 @@
 
 ``SavedTensorsMeter`` counts what autograd keeps for the backward pass, using
 ``torch.autograd.graph.saved_tensors_hooks``; ``PeakTensorMeter`` follows every tensor created in a
-block (activations, recomputed activations, gradients) and records the peak of their live bytes; the
-other helpers count tensors a model or an optimizer holds. Every count deduplicates storages: two
+block (activations, recomputed activations, gradients) and records the peak of their live bytes;
+``allocation_timeline`` reads the allocator's own record from the torch profiler (every buffer, also those
+a library allocates out of sight, such as FSDP's all-gather buffers); the other helpers count tensors a
+model or an optimizer holds. Every count deduplicates storages: two
 views of one block of memory count once.
 """
 
@@ -137,6 +139,28 @@ class PeakTensorMeter(TorchDispatchMode):
         for finalizer in list(self._alive.values()):
             finalizer.detach()  # tensors that outlive the block stop being tracked; live keeps their bytes
         self._alive.clear()
+
+
+def allocation_timeline(prof: torch.profiler.profile, device: torch.device | str = "cpu") -> list[tuple[float, int]]:
+    """``(ms since profiling began, bytes allocated since then and still alive)`` after each allocation or free.
+
+    ``prof`` is a finished ``torch.profiler.profile(profile_memory=True)``: torch's allocator reported each
+    allocation and free on ``device`` made by the profiled thread. Memory allocated before profiling began
+    is not counted, nor its frees (the allocator does not know their size); memory a library allocates
+    out of torch's sight (gloo's and NCCL's own buffers) is not seen. Reads ``prof.profiler.kineto_results``,
+    the profiler's raw events: its public views fold the allocations into the operators' totals.
+    """
+    device = torch.device(device)
+    kind = torch.autograd.DeviceType.CUDA if device.type == "cuda" else torch.autograd.DeviceType.CPU
+    results = prof.profiler.kineto_results
+    start = results.trace_start_ns()
+    events = sorted((e.start_ns(), e.nbytes()) for e in results.events()
+                    if e.name() == "[memory]" and e.device_type() == kind)
+    timeline, live = [], 0
+    for time_ns, nbytes in events:
+        live += nbytes
+        timeline.append(((time_ns - start) / 1e6, live))
+    return timeline
 
 
 def tensor_bytes(tensors: Iterable[torch.Tensor]) -> int:

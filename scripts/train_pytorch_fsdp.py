@@ -20,7 +20,6 @@ the test accuracy.
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import os
 from pathlib import Path
@@ -33,8 +32,6 @@ from course_lib import check_float, check_int, display_path, output_dir
 from course_lib.data import digits_split, rank_batches
 from course_lib.fsdp import (
     checkpoint_epochs,
-    exit_process,
-    free_port,
     fsdp_units,
     gather_full_state_dict,
     latest_checkpoint,
@@ -43,12 +40,13 @@ from course_lib.fsdp import (
     save_checkpoint,
     setup_process_group,
     shard_meta_model,
-    train_step,
+    train_epoch,
 )
 from course_lib.models import SimpleCNN
+from course_lib.tools.launch import exit_process, free_port
 from course_lib.training import evaluate
 
-MODEL = {"channels": (32, 64), "hidden": 320}  # notebook 05's model; --out loads into SimpleCNN(**MODEL)
+MODEL = {"channels": (32, 64), "hidden": 321}  # notebook 05's model (odd width: FSDP pads); --out: SimpleCNN(**MODEL)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -96,16 +94,6 @@ def check_options(args: argparse.Namespace, world_size: int, n_train: int) -> tu
     if epoch >= args.epochs:
         raise ValueError(f"--resume: {path} has trained {epoch} epochs already; expected --epochs > {epoch}")
     return path, epoch
-
-
-def train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loader: torch.utils.data.DataLoader,
-                device: torch.device, max_steps: int | None) -> torch.Tensor:
-    """One pass over this rank's batches (at most ``max_steps``); return each step's loss averaged over the ranks."""
-    model.train()
-    losses = torch.stack([train_step(model, optimizer, X.to(device), y.to(device)).detach()
-                          for X, y in itertools.islice(loader, max_steps)]).double()
-    dist.all_reduce(losses)  # one collective per epoch: each step's loss summed over the ranks
-    return losses / dist.get_world_size()
 
 
 def train(args: argparse.Namespace, device: torch.device, resume: tuple[Path, int] | None, out: Path,

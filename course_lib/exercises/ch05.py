@@ -1,10 +1,11 @@
-"""Checkers for notebook 05 (FSDP), in notebook order: shard a model, rows and bytes per rank, largest all-gather."""
+"""Checkers for notebook 05 (FSDP), in notebook order: shard a model, rows per rank, two predictions about memory."""
 
 from __future__ import annotations
 
 import copy
 import math
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -13,11 +14,11 @@ from torch.distributed.fsdp import FSDPModule
 from torch.distributed.tensor import DTensor
 
 from course_lib.exercises import ExerciseFailed, attempt, expect, expect_close, passed
-from course_lib.fsdp import PARTS, ParamShard, one_process_group, shard_rows, zero_bytes_per_rank
+from course_lib.fsdp import one_process_group, shard_rows
 from course_lib.models import SimpleCNN
 
-_WHAT_STAGE_SHARDS = {0: "nothing (DDP)", 1: "the optimizer state", 2: "the optimizer state and the gradients",
-                      3: "the optimizer state, the gradients and the parameters"}
+if TYPE_CHECKING:
+    from course_lib.tools.fsdp_lab import ParamShard
 
 
 def check_shard(fn: Callable[[nn.Module, DeviceMesh], object]) -> None:
@@ -55,7 +56,7 @@ def check_shard(fn: Callable[[nn.Module, DeviceMesh], object]) -> None:
 def check_shard_rows(fn: Callable[[int, int], list[int]], shards: list[list[ParamShard]]) -> None:
     """Exercise 5.2: rows of dim 0 per rank, as FSDP2 splits them; ``shards[rank]`` are the run's shard facts."""
     title = "Exercise 5.2 (rows per rank)"
-    for dim0, N in [(8, 2), (10, 4), (3, 4), (320, 3), (1, 1)]:
+    for dim0, N in [(8, 2), (10, 4), (3, 4), (321, 2), (1, 1)]:
         got = attempt(title, fn, dim0, N)
         expected = shard_rows(dim0, N)
         expect(title, list(got) == expected,
@@ -71,44 +72,50 @@ def check_shard_rows(fn: Callable[[int, int], list[int]], shards: list[list[Para
     passed(title, f"matches torch.chunk and the local shapes of all {len(shards[0])} parameters in the run")
 
 
-def check_zero_bytes(fn: Callable[[int, int, int], dict[str, float]], measured: dict[str, dict[str, float]],
-                     n_params: int, world_size: int) -> None:
-    """Exercise 5.3: bytes per rank at each ZeRO stage (fp32 + AdamW), and against the measured DDP/FSDP runs.
+def check_gather_prediction(fn: Callable[[], int], measured: int, unit_bytes: int, padded_bytes: int) -> None:
+    """Exercise 5.3 (predict, then run): the bytes fc1's forward all-gather added to a rank's memory.
 
-    ``measured`` maps ``"ddp"`` and ``"fsdp"`` to the bytes per part one rank held, averaged over ranks.
+    ``measured`` is what the run's allocator record showed; ``unit_bytes`` fc1's parameters in float32,
+    ``padded_bytes`` the same with FSDP's padding (rows rounded up to a multiple of the world size).
     """
-    title = "Exercise 5.3 (bytes per rank)"
-    for P, N, stage in [(1000, 4, 0), (1000, 4, 1), (1000, 4, 2), (1000, 4, 3), (10, 1, 3), (n_params, world_size, 3)]:
-        got = attempt(title, fn, P, N, stage)
-        expect(title, isinstance(got, dict) and set(got) == set(PARTS),
-               f"return a dict with keys {list(PARTS)}, got {got!r}")
-        expected = zero_bytes_per_rank(P, N, stage)
-        for part in PARTS:
-            expect(title, math.isclose(float(got[part]), expected[part]),
-                   f"{part} for P={P}, N={N}, stage {stage}: expected {expected[part]:g} B, "
-                   f"got {float(got[part]):g} B. "
-                   f"Per parameter fp32 + AdamW costs params 4, grads 4, optimizer 8 bytes; stage {stage} shards "
-                   f"{_WHAT_STAGE_SHARDS[stage]} (divide by N)")
-    for name, stage in (("ddp", 0), ("fsdp", 3)):
-        predicted = fn(n_params, world_size, stage)
-        for part in PARTS:
-            expect_close(f"{title}: your {name} {part} vs the bytes measured in the run", float(predicted[part]),
-                         float(measured[name][part]), atol=0.5, rtol=0)
-    passed(title, f"the formulas match the {world_size}-rank run: DDP {sum(measured['ddp'].values()):,.0f} B, "
-                  f"FSDP {sum(measured['fsdp'].values()):,.0f} B per rank")
+    title = "Exercise 5.3 (predict: bytes of fc1's all-gather)"
+    got = attempt(title, fn)
+    expect(title, isinstance(got, int), f"return a whole number of bytes (an int), got {got!r}")
+    hints = {unit_bytes: "one copy of fc1's parameters, unpadded",
+             padded_bytes: "one copy of fc1's parameters, padded",
+             2 * unit_bytes: "two copies, but unpadded"}
+    if got != measured:
+        why = hints.get(got, f"{got / padded_bytes:.2f} padded copies of fc1's parameters")
+        raise ExerciseFailed(
+            f"{title}: you predicted {got:,} B ({why}); the run measured {measured:,} B "
+            f"= {measured / padded_bytes:g} x {padded_bytes:,} B. Two buffers of the padded size exist at once: the "
+            "flat buffer the all-gather writes into, and the unsharded parameters copied out of it (in forward "
+            "FSDP2 frees the flat buffer only when the next unit starts its all-gather: its implicit forward "
+            "prefetch). The padding: every rank's shard has the same number of rows")
+    passed(title, f"{got:,} B, as measured: a flat all-gather buffer and the unsharded parameters, "
+                  f"each {padded_bytes:,} B (padded)")
 
 
-def check_largest_all_gather(fn: Callable[[dict[str, list[list[int]]]], tuple[str, int]],
-                             layer_shapes: dict[str, list[list[int]]], gathered_during_forward: dict[str, int]) -> None:
-    """Exercise 5.4: the FSDP unit whose all-gather is largest, and its bytes, against the measured run."""
-    title = "Exercise 5.4 (largest all-gather)"
-    got = attempt(title, fn, layer_shapes)
-    expect(title, isinstance(got, tuple) and len(got) == 2, f"return (layer name, bytes), got {got!r}")
-    name, nbytes = got
-    measured_name = max(gathered_during_forward, key=gathered_during_forward.get)
-    expect(title, name == measured_name,
-           f"you chose {name!r}; while it ran forward the run held the most gathered bytes in {measured_name!r} "
-           f"({gathered_during_forward[measured_name]:,} B): count weights and biases, all their elements")
-    expect_close(f"{title}: bytes of {name}", float(nbytes), float(gathered_during_forward[measured_name]),
-                 atol=0.5, rtol=0)
-    passed(title, f"{name} needs a temporary {nbytes:,} B (float32), as measured")
+def check_keep_prediction(fn: Callable[[], tuple[int, int]], default: tuple[int, int], measured: tuple[int, int],
+                          kept_unit_bytes: int) -> None:
+    """Exercise 5.4 (predict, then launch): all-gathers and all-gathered bytes per step with fc2 not resharded.
+
+    ``default`` and ``measured`` are ``(all-gathers, bytes)`` per step of the default run and of the run with
+    ``no_reshard=("fc2",)``; ``kept_unit_bytes`` is fc2's all-gather output.
+    """
+    title = "Exercise 5.4 (predict, then launch: fc2 kept gathered)"
+    got = attempt(title, fn)
+    expect(title, isinstance(got, tuple) and len(got) == 2 and all(isinstance(v, int) for v in got),
+           f"return (all-gathers, bytes) as two ints, got {got!r}")
+    count, nbytes = got
+    expect(title, count == measured[0],
+           f"you predicted {count} all-gathers per step, the launch counted {measured[0]} (default run: "
+           f"{default[0]}). Only the unit that stays gathered skips one: its backward all-gather; every other unit "
+           "is still gathered once in forward and once in backward")
+    expect(title, nbytes == measured[1],
+           f"you predicted {nbytes:,} B all-gathered per step, the launch counted {measured[1]:,} B (default run: "
+           f"{default[1]:,} B, fc2's all-gather {kept_unit_bytes:,} B). The saving is one fc2 all-gather")
+    passed(title, f"{count} all-gathers and {nbytes:,} B per step, as launched: one fc2 all-gather "
+                  f"({kept_unit_bytes:,} B) saved, for fc2's parameters held from forward to backward")
+
+
