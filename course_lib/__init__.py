@@ -3,7 +3,8 @@
 Layout rule: each lesson's own concepts live in one module named after the lesson (``autograd``,
 ``gradient_descent``, ``cnn``, ``bce``, ``fsdp``, ``finetuning``), each concern the lessons share lives in
 exactly one module (``env``, ``data``, ``models``, ``training``, ``timing``, ``memory``, ``plotting``,
-``report``), and tooling that is not taught (runner, learner copy, environment check) lives in ``tools/``.
+``report``), and tooling that is not taught (runner, learner copy, environment check, the launcher of N
+ranks and notebook 05's measuring runs) lives in ``tools/``.
 
 What every notebook needs is importable from the package itself:
 

@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 from torch import nn
 from torch.distributed.device_mesh import DeviceMesh
 from torch.distributed.fsdp import fully_shard
 
 from course_lib.exercises import ExerciseFailed
-from course_lib.exercises.ch05 import check_largest_all_gather, check_shard, check_shard_rows, check_zero_bytes
-from course_lib.fsdp import ParamShard, shard_rows, zero_bytes_per_rank
-from course_lib.memory import count_parameters
-from course_lib.models import SimpleCNN
+from course_lib.exercises.ch05 import check_gather_prediction, check_keep_prediction, check_shard, check_shard_rows
+from course_lib.fsdp import shard_rows
+from course_lib.tools.fsdp_lab import ParamShard
 
-N_PARAMS = count_parameters(SimpleCNN(channels=(32, 64), hidden=320))  # the model notebook 05 trains
-WORLD_SIZE = 2
-MEASURED = {"ddp": zero_bytes_per_rank(N_PARAMS, WORLD_SIZE, 0), "fsdp": zero_bytes_per_rank(N_PARAMS, WORLD_SIZE, 3)}
-SHAPES = {"conv1": [[32, 1, 3, 3], [32]], "fc1": [[320, 256], [320]], "fc2": [[10, 320], [10]]}
-GATHERED = {layer: 4 * sum(math.prod(s) for s in shapes) for layer, shapes in SHAPES.items()}
+SHAPES = {"conv1": [[32, 1, 3, 3], [32]], "fc1": [[321, 256], [321]], "fc2": [[10, 321], [10]]}
+FC1_BYTES, FC1_PADDED = 4 * 321 * 257, 4 * 322 * 257  # fc1 over 2 ranks: 161 + 160 rows, padded to 2 x 161
+DEFAULT, KEPT = (8, 838_320), (7, 825_440)  # (all-gathers, bytes) per step: notebook 05's runs
+FC2_GATHER = 12_880
 
 
 def _shards(world_size: int) -> list[list[ParamShard]]:
@@ -39,22 +35,10 @@ def _shard(model: nn.Module, mesh: DeviceMesh) -> None:
 def test_reference_answers_pass(capsys: pytest.CaptureFixture) -> None:
     check_shard(_shard)
     check_shard(_shard)  # the checker's process group is gone after each check: it can run again
-    check_zero_bytes(zero_bytes_per_rank, MEASURED, N_PARAMS, WORLD_SIZE)
     check_shard_rows(shard_rows, _shards(3))
-    check_largest_all_gather(lambda shapes: ("fc1", GATHERED["fc1"]), SHAPES, GATHERED)
+    check_gather_prediction(lambda: 2 * FC1_PADDED, 2 * FC1_PADDED, FC1_BYTES, FC1_PADDED)
+    check_keep_prediction(lambda: KEPT, DEFAULT, KEPT, FC2_GATHER)
     assert capsys.readouterr().out.count("[passed]") == 5
-
-
-def test_zero_bytes_mistakes() -> None:
-    def grads_never_sharded(n_params: int, world_size: int, stage: int) -> dict[str, float]:
-        return {**zero_bytes_per_rank(n_params, world_size, stage), "grads": 4 * n_params}
-
-    with pytest.raises(ExerciseFailed, match="grads for P=1000, N=4, stage 2: expected 1000 B, got 4000 B"):
-        check_zero_bytes(grads_never_sharded, MEASURED, N_PARAMS, WORLD_SIZE)
-    with pytest.raises(ExerciseFailed, match="return a dict with keys"):
-        check_zero_bytes(lambda p, n, s: 16 * p / n, MEASURED, N_PARAMS, WORLD_SIZE)
-    with pytest.raises(ExerciseFailed, match="not attempted yet"):
-        check_zero_bytes(lambda p, n, s: (_ for _ in ()).throw(NotImplementedError), MEASURED, N_PARAMS, WORLD_SIZE)
 
 
 def test_shard_rows_mistakes() -> None:
@@ -62,12 +46,22 @@ def test_shard_rows_mistakes() -> None:
         check_shard_rows(lambda d, n: [d // n] * (n - 1) + [d - (n - 1) * (d // n)], _shards(2))
 
 
-def test_largest_all_gather_mistakes() -> None:
-    with pytest.raises(ExerciseFailed, match="you chose 'fc2'"):
-        check_largest_all_gather(lambda shapes: ("fc2", GATHERED["fc2"]), SHAPES, GATHERED)
-    weights_only = 4 * 320 * 256
-    with pytest.raises(ExerciseFailed, match="bytes of fc1"):
-        check_largest_all_gather(lambda shapes: ("fc1", weights_only), SHAPES, GATHERED)
+def test_prediction_mistakes_are_explained() -> None:
+    with pytest.raises(ExerciseFailed, match=r"you predicted 329,988 B \(one copy of fc1's parameters, unpadded\).*"
+                                             r"= 2 x 331,016 B. Two buffers"):
+        check_gather_prediction(lambda: FC1_BYTES, 2 * FC1_PADDED, FC1_BYTES, FC1_PADDED)
+    with pytest.raises(ExerciseFailed, match="two copies, but unpadded"):
+        check_gather_prediction(lambda: 2 * FC1_BYTES, 2 * FC1_PADDED, FC1_BYTES, FC1_PADDED)
+    with pytest.raises(ExerciseFailed, match="return a whole number of bytes"):
+        check_gather_prediction(lambda: 1.5e6, 2 * FC1_PADDED, FC1_BYTES, FC1_PADDED)
+    with pytest.raises(ExerciseFailed, match="not attempted yet"):
+        check_gather_prediction(lambda: (_ for _ in ()).throw(NotImplementedError), 1, 1, 1)
+    with pytest.raises(ExerciseFailed, match="you predicted 4 all-gathers per step, the launch counted 7"):
+        check_keep_prediction(lambda: (4, KEPT[1]), DEFAULT, KEPT, FC2_GATHER)
+    with pytest.raises(ExerciseFailed, match="The saving is one fc2 all-gather"):
+        check_keep_prediction(lambda: (7, DEFAULT[1]), DEFAULT, KEPT, FC2_GATHER)
+    with pytest.raises(ExerciseFailed, match=r"return \(all-gathers, bytes\) as two ints"):
+        check_keep_prediction(lambda: 7, DEFAULT, KEPT, FC2_GATHER)
 
 
 def test_shard_mistakes() -> None:

@@ -1,230 +1,51 @@
-"""course_lib.fsdp and the FSDP script, run with real processes.
+"""course_lib.fsdp (the lesson's functions) and the FSDP script, run with real processes.
 
-Default: sharded training equals single-process training (2 ranks, float64 and float32) and issues the
-collectives its units imply; a rank that raises ends the job fast with its traceback; a hung collective
-ends with the process-group timeout; no process or port is left behind; the script gives the same
-results on 1 rank (in-process), on 2 (torchrun) and on 2 "machines" x 1 rank (two torchruns, one c10d
-rendezvous). Opt-in (``pytest --run-slow``): 2 machines x 2 ranks against 1 x 4, the 2-rank job started
-20 times in a row without a failure (the shutdown race of ``exit_process``), run_fsdp.sh.
+Default: the ZeRO arithmetic and FSDP2's rows per rank; a one-process group; a model built on the meta
+device gets exactly the seeded weights on 3 ranks; the script gives the same results on 1 rank
+(in-process), on 2 (torchrun) and on 2 "machines" x 1 rank (two torchruns, one c10d rendezvous), resumes
+a 2-rank checkpoint on 1, 2 and 3 ranks, and refuses foreign checkpoints. Opt-in (``pytest --run-slow``):
+2 machines x 2 ranks against 1 x 4, run_fsdp.sh. The measuring runs of notebook 05 are tested in
+``test_fsdp_lab.py``, the launcher in ``test_launch.py``.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import itertools
 import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 import torch
 import torch.distributed as dist
-from importcheck import heavy
-from torch.multiprocessing import ProcessRaisedException
+from distributed import leftover_processes, max_difference
 
 from course_lib import fsdp, roundoff
-from course_lib.fsdp import (
-    Collective,
-    RunSpec,
-    free_port,
-    launch,
-    new_run_dir,
-    padding_elements,
-    peak_full_parameters,
-    run_in_turns,
-    shard_rows,
-)
+from course_lib.fsdp import padding_elements, shard_rows
 from course_lib.fsdp import zero_bytes_per_rank as zero_bytes
-from course_lib.memory import count_parameters
 from course_lib.models import SimpleCNN
+from course_lib.tools.fsdp_lab import RunSpec
+from course_lib.tools.launch import free_port, launch
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "train_pytorch_fsdp.py"
 TORCHRUN_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+MODEL = {"channels": (32, 64), "hidden": 321}  # notebook 05's model: fc1's 321 rows do not split evenly
 
 
-def _leftover_processes() -> list[psutil.Process]:
-    """Live descendants of this test process, except multiprocessing's own resource tracker."""
-    return [p for p in psutil.Process().children(recursive=True)
-            if p.status() != psutil.STATUS_ZOMBIE and "resource_tracker" not in " ".join(p.cmdline())]
-
-
-def _port_is_free(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as a new rendezvous server would bind
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _max_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
-    assert a.keys() == b.keys()
-    return max((a[k].double() - b[k].double()).abs().max().item() for k in a)
-
-
-def test_two_rank_fsdp_equals_single_process_and_issues_the_collectives_of_its_units(tmp_path: Path) -> None:
-    short = dict(max_steps=4, global_batch_size=96)
-    runs = [RunSpec("single64", strategy="single", dtype="float64", **short),
-            RunSpec("fsdp64", dtype="float64", profile=True, **short),
-            RunSpec("single32", strategy="single", **short),
-            RunSpec("fsdp32", **short),
-            RunSpec("fsdp_bf16", mixed_precision=True, **short)]
-    port = free_port()
-    results = launch(runs, world_size=2, run_dir=tmp_path, port=port, worker=_run_rank_noting_imports)
-    assert not _leftover_processes() and _port_is_free(port)
-    for rank in range(2):  # the ranks were handed the data: no scikit-learn, and no plotting either
-        assert (tmp_path / f"rank{rank}.heavy-imports").read_text().split() == ["numpy", "torch"]
-    state = {name: torch.load(tmp_path / f"{name}.pt", weights_only=True) for name in results}
-    assert _max_difference(state["fsdp64"], state["single64"]) < roundoff(torch.float64)
-    assert _max_difference(state["fsdp32"], state["single32"]) < roundoff(torch.float32, ulps=100)
-    model = SimpleCNN(channels=(32, 64), hidden=320)
-    layers = [name for name, layer in model.named_children() if any(True for _ in layer.parameters())]
-    for rank in range(2):
-        fsdp64, single = results["fsdp64"][rank], results["single64"][rank]
-        assert fsdp64.units == layers  # fully_shard on each layer; the root owns no parameter of its own
-        assert len(fsdp64.losses) == 4
-        assert 0 < fsdp64.fastest_step_seconds <= fsdp64.seconds_per_step  # the minimum of the steps the median is of
-        assert max(abs(a - b) for a, b in zip(fsdp64.losses, single.losses, strict=True)) < roundoff(torch.float64)
-        for part in ("params", "grads", "optimizer"):  # every dim 0 is even: exactly half, no padding
-            assert 2 * fsdp64.memory[part] == single.memory[part] == 2 * fsdp64.memory[f"{part}_allocated"]
-        fc1 = next(f for f in fsdp64.shards if f.name == "fc1.weight")
-        assert (fc1.global_shape, fc1.local_shape, fc1.placements) == ((320, 256), (160, 256), ("S(0)",))
-        # Per unit and step: all-gather in forward and again in backward, one reduce-scatter of the gradients.
-        units = len(fsdp64.units)
-        assert fsdp64.collectives == {"all_gather": 2 * units, "reduce_scatter": units, "all_reduce": 0,
-                                      "broadcast": 0}
-    fsdp64 = results["fsdp64"][0]
-    assert fsdp64.gathered_after_forward == 0
-    assert fsdp64.gathered_during_forward == {name: 8 * count_parameters(layer) for name, layer in
-                                              model.named_children()}  # float64: 8 B, one unit at a time
-    assert results["single64"][0].memory["params"] == 8 * count_parameters(model)
-    # The all-gathers of one step: each unit's full parameters in forward, again in backward, the next one
-    # prefetched while the current one is still held, so at most 2 units hold full parameters at once.
-    unit_bytes = {name: count_parameters(layer) for name, layer in model.named_children()}
-    gathered = [(c.unit, c.dtype, c.nbytes) for c in fsdp64.all_gathers]
-    assert gathered == [(u, "float64", 8 * unit_bytes[u]) for u in [*layers, *reversed(layers)]]
-    assert [c.resident for c in fsdp64.all_gathers[len(layers):]] == [
-        ("fc2",), ("fc1", "fc2"), ("conv2", "fc1"), ("conv1", "conv2")]
-    assert peak_full_parameters(fsdp64.all_gathers) == (("conv2", "fc1"), 8 * (unit_bytes["conv2"] + unit_bytes["fc1"]))
-    assert [(c.unit, c.nbytes) for c in fsdp64.reduce_scatters] == [(u, 8 * unit_bytes[u]) for u in reversed(layers)]
-    rows = [(e.row, e.unit) for e in fsdp64.timeline]
-    assert rows[:2 * len(layers)] == [(row, u) for u in layers for row in ("all-gather", "forward compute")]
-    assert rows.index(("all-gather", "fc1 (prefetch)")) < rows.index(("backward compute", "fc2"))
-    assert all(e.start_ms <= e.end_ms for e in fsdp64.timeline)
-    # bfloat16 mixed precision: the same float32 state, half the bytes gathered, gradients reduced in float32
-    fp32, bf16 = results["fsdp32"][0], results["fsdp_bf16"][0]
-    assert fp32.memory == bf16.memory and fp32.dtypes["gradients"] == bf16.dtypes["optimizer moments"] == "float32"
-    assert bf16.dtypes["gathered weight in forward"] == bf16.dtypes["activations (layer input)"] == "bfloat16"
-    assert [2 * c.nbytes for c in bf16.all_gathers] == [c.nbytes for c in fp32.all_gathers]
-    assert [c.nbytes for c in bf16.reduce_scatters] == [c.nbytes for c in fp32.reduce_scatters]
-    assert not results["single32"][0].all_gathers and not fp32.timeline  # not FSDP; not profiled
-
-
-def _run_rank_noting_imports(runs: list[RunSpec], out_dir: Path, timeout_s: float, data: tuple) -> list:
-    """``run_rank``, then a note of the heavy packages this rank's process has imported."""
-    results = fsdp.run_rank(runs, out_dir, timeout_s, data)
-    loaded = heavy({name.split(".")[0] for name in sys.modules})
-    (out_dir / f"rank{os.environ['RANK']}.heavy-imports").write_text(" ".join(loaded))
-    return results
-
-
-def test_peak_full_parameters_and_one_process_group() -> None:
-    records = [Collective("a", "float32", 10, ("a",)), Collective("b", "float32", 30, ("a", "b")),
-               Collective("c", "float32", 5, ("b", "c"))]
-    assert peak_full_parameters(records) == (("a", "b"), 40)
-    with pytest.raises(ValueError, match="no all-gather"):
-        peak_full_parameters([])
+def test_one_process_group_and_ranks_disagree() -> None:
     with fsdp.one_process_group() as mesh:
         assert dist.get_world_size() == 1 and mesh.size() == 1
         with pytest.raises(RuntimeError, match="already has a process group"), fsdp.one_process_group():
             pass
+        model = SimpleCNN(channels=(4, 8), hidden=9)
+        assert fsdp.ranks_disagree(model) == []  # one rank agrees with itself
     assert not dist.is_initialized()
-
-
-def _fail_in_second_step_on_rank_1(runs: list[RunSpec], out_dir: Path, timeout_s: float, data: tuple) -> list:
-    """A worker whose rank 1 raises in its second training step, while rank 0 waits in a collective."""
-    if os.environ["RANK"] == "1":
-        real_step, calls = fsdp.train_step, itertools.count()
-
-        def failing_step(*args: object) -> torch.Tensor:
-            if next(calls) == 1:
-                raise RuntimeError("rank 1: deliberate failure in the second step")
-            return real_step(*args)
-
-        fsdp.train_step = failing_step  # this process only: training() looks it up in the module
-    return fsdp.run_rank(runs, out_dir, timeout_s, data)
-
-
-def test_a_failing_rank_ends_the_job_fast_with_its_traceback(tmp_path: Path) -> None:
-    port, start = free_port(), time.monotonic()
-    with pytest.raises(ProcessRaisedException) as info:
-        launch([RunSpec("boom", max_steps=5)], world_size=2, run_dir=tmp_path, port=port,
-               worker=_fail_in_second_step_on_rank_1)
-    assert time.monotonic() - start < 60
-    assert info.value.error_index == 1
-    assert "Traceback" in str(info.value) and "in failing_step" in str(info.value)
-    assert "RuntimeError: rank 1: deliberate failure in the second step" in str(info.value)
-    assert not _leftover_processes() and _port_is_free(port)
-
-
-def _hang_on_rank_1(runs: list[RunSpec], out_dir: Path, timeout_s: float, data: tuple) -> list:
-    """A worker whose rank 1 never joins rank 0's collective."""
-    fsdp.setup_process_group(timeout_s)
-    if dist.get_rank() == 1:
-        time.sleep(600)
-    dist.all_reduce(torch.ones(1))
-    return []
-
-
-def test_a_hung_collective_ends_with_the_process_group_timeout(tmp_path: Path) -> None:
-    start = time.monotonic()
-    with pytest.raises(ProcessRaisedException) as info:
-        launch([RunSpec("hang")], world_size=2, run_dir=tmp_path, collective_timeout_s=3, worker=_hang_on_rank_1)
-    assert time.monotonic() - start < 60
-    assert info.value.error_index == 0  # the rank that waited: its all_reduce timed out
-    assert "timed out" in str(info.value).lower() or "timeout" in str(info.value).lower()
-    assert "all_reduce" in str(info.value)
-    assert not _leftover_processes()
-
-
-def test_bad_arguments_are_refused_before_anything_starts(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match=r"global_batch_size must be divisible by world_size \(2\), got 95"):
-        launch([RunSpec("odd", global_batch_size=95)], world_size=2, run_dir=tmp_path)
-    with pytest.raises(ValueError, match="distinct names"):
-        launch([RunSpec("a"), RunSpec("a")], world_size=2, run_dir=tmp_path)
-    with pytest.raises(ValueError, match="strategy must be one of 'single', 'ddp', 'fsdp', got 'zero'"):
-        RunSpec("x", strategy="zero")
-    with pytest.raises(ValueError, match="are FSDP options"):
-        RunSpec("x", strategy="ddp", mixed_precision=True)
-    assert not list(tmp_path.iterdir())
-
-
-def test_run_in_turns_takes_one_step_of_each_run_until_all_have_finished() -> None:
-    order = []
-
-    def training(name: str, steps: int):
-        for step in range(steps):
-            order.append(f"{name}{step}")
-            yield
-        return name
-
-    assert run_in_turns([training("a", 3), training("b", 1)]) == ["a", "b"]
-    assert order == ["a0", "b0", "a1", "a2"]
-
-
-def test_new_run_dir_gives_each_launch_its_own_folder_and_keeps_the_newest(tmp_path: Path) -> None:
-    folders = [new_run_dir(tmp_path, keep=2) for _ in range(4)]
-    assert len(set(folders)) == 4 and all(folder.parent == tmp_path for folder in folders)
-    assert sorted(tmp_path.iterdir()) == folders[1:]  # the 2 newest earlier ones and the new one
 
 
 @pytest.mark.parametrize("world_size", [1, 2, 3, 4, 7])
@@ -323,8 +144,8 @@ def test_a_model_built_on_the_meta_device_gets_exactly_the_seeded_weights_on_eve
     launch([RunSpec("meta")], world_size=3, run_dir=tmp_path, worker=_meta_model_weights)  # uneven shards: 320 / 3
     torch.manual_seed(0)
     expected = SimpleCNN(channels=(32, 64), hidden=320).state_dict()
-    assert _max_difference(torch.load(tmp_path / "initial.pt", weights_only=True), expected) == 0.0
-    assert not _leftover_processes()
+    assert max_difference(torch.load(tmp_path / "initial.pt", weights_only=True), expected) == 0.0
+    assert not leftover_processes()
 
 
 SCRIPT_ARGS = ["--max-steps", "3", "--global-batch-size", "96"]  # 3 steps per epoch
@@ -360,18 +181,18 @@ def test_script_gives_the_same_results_on_one_rank_two_ranks_and_two_machines(
                  "Test Accuracy:", "Model saved to"):
         assert line in printed
     assert printed.strip().splitlines()[-1].startswith("Test Accuracy:")  # the script's last line
-    SimpleCNN(channels=(32, 64), hidden=320).load_state_dict(torch.load(tmp_path / "one.pt", weights_only=True))
+    SimpleCNN(**MODEL).load_state_dict(torch.load(tmp_path / "one.pt", weights_only=True))
     assert two_ranks.count("World size: 2") == 1  # rank 0 prints, rank 1 does not
     one, two, nodes = _metrics(tmp_path / "one.json"), _metrics(folder / "two.json"), _metrics(folder / "nodes.json")
     assert (one["world_size"], two["world_size"], nodes["world_size"]) == (1, 2, 2)
     tolerance = roundoff(torch.float32, ulps=100)  # 1 rank vs 2: the same batch, summed in another order
     assert max(abs(a - b) for a, b in zip(one["losses"], two["losses"], strict=True)) < tolerance
     assert one["test_accuracy"] == two["test_accuracy"]
-    assert _max_difference(torch.load(tmp_path / "one.pt", weights_only=True),
+    assert max_difference(torch.load(tmp_path / "one.pt", weights_only=True),
                            torch.load(folder / "two.pt", weights_only=True)) < tolerance
     # 2 machines x 1 rank vs 1 machine x 2 ranks: the same ranks doing the same arithmetic, bit for bit
     assert (nodes["losses"], nodes["test_accuracy"]) == (two["losses"], two["test_accuracy"])
-    assert not _leftover_processes()
+    assert not leftover_processes()
 
 
 def _resume_args(folder: Path, tmp_path: Path, name: str) -> list[str]:
@@ -385,7 +206,7 @@ def _assert_resumed_equals_uninterrupted(folder: Path, tmp_path: Path, name: str
     assert (full["first_epoch"], resumed["first_epoch"]) == (1, 2)
     assert len(full["losses"]) == 6 and len(resumed["losses"]) == 3  # --max-steps: 3 steps in each epoch
     loss_difference = max(abs(a - b) for a, b in zip(full["losses"][3:], resumed["losses"], strict=True))
-    weight_difference = _max_difference(torch.load(folder / "two.pt", weights_only=True),
+    weight_difference = max_difference(torch.load(folder / "two.pt", weights_only=True),
                                         torch.load(tmp_path / f"{name}.pt", weights_only=True))
     print(f"\n{name}: max |loss difference| {loss_difference:.3g}, max |weight difference| {weight_difference:.3g}")
     assert loss_difference <= tolerance and weight_difference <= tolerance
@@ -414,7 +235,7 @@ def test_script_resumes_a_two_rank_checkpoint_on_two_ranks_one_and_three(
     for name, world_size in (("one", 1), ("three", 3)):
         assert _metrics(tmp_path / f"{name}.json")["world_size"] == world_size
         _assert_resumed_equals_uninterrupted(folder, tmp_path, name, tolerance)
-    assert not _leftover_processes()
+    assert not leftover_processes()
 
 
 def _foreign_checkpoint(directory: Path) -> None:
@@ -474,23 +295,9 @@ def test_two_machines_of_two_ranks_equal_one_machine_of_four(tmp_path: Path) -> 
           f"1 x 4 ranks: {one['final_loss']:.6f}, {one['test_accuracy']:.4f}")
     assert (nodes["world_size"], one["world_size"]) == (4, 4)
     assert (nodes["final_loss"], nodes["test_accuracy"]) == (one["final_loss"], one["test_accuracy"])
-    assert _max_difference(torch.load(tmp_path / "nodes.pt", weights_only=True),
+    assert max_difference(torch.load(tmp_path / "nodes.pt", weights_only=True),
                            torch.load(tmp_path / "one.pt", weights_only=True)) == 0.0
-    assert not _leftover_processes()
-
-
-@pytest.mark.slow
-def test_stress_twenty_two_rank_launches_without_a_failure(tmp_path: Path) -> None:
-    runs = [RunSpec("fsdp", max_steps=2), RunSpec("ddp", strategy="ddp", max_steps=2)]
-    failures, start = [], time.monotonic()
-    for attempt in range(20):
-        try:
-            launch(runs, world_size=2, run_dir=new_run_dir(tmp_path))
-        except Exception as exc:  # noqa: BLE001 - every failure is counted and shown
-            failures.append(f"launch {attempt}: {exc}")
-    print(f"\n20 launches of the 2-rank job in {time.monotonic() - start:.0f} s, {len(failures)} failed")
-    assert not failures, "\n".join(failures)
-    assert not _leftover_processes()
+    assert not leftover_processes()
 
 
 @pytest.mark.slow

@@ -138,3 +138,19 @@ def test_peak_meter_sees_recomputation_and_gradients() -> None:
     assert fwd_plain - fwd_ckpt == 4 * wide          # checkpointing dropped exactly the 4 inner activations
     assert peak_ckpt - fwd_ckpt >= wide              # backward brings one block's inner activation back
     assert 0 < peak_plain - peak_ckpt < 4 * wide     # the peak falls, by less than what the forward dropped
+
+
+def test_allocation_timeline_adds_up_the_allocators_record() -> None:
+    from course_lib.memory import allocation_timeline
+
+    x = torch.ones(1000)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True) as prof:
+        y = x * 2  # 4,000 B
+        z = y + 1  # 4,000 B more
+        del y  # freed
+    timeline = allocation_timeline(prof)
+    peak, last = max(alive for _, alive in timeline), timeline[-1][1]
+    assert 8000 <= peak < 8100 and peak - 4100 < last <= peak - 4000  # (and a few bytes of scalar temporaries)
+    assert [t for t, _ in timeline] == sorted(t for t, _ in timeline) and float(z.sum()) == 3000.0
+    assert allocation_timeline(prof, "cuda") == []  # nothing on a GPU
+

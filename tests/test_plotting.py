@@ -98,6 +98,19 @@ def test_plot_step_timeline_draws_one_bar_per_event_in_its_row() -> None:
         plot_step_timeline([("compute", "fc1", 0.0, 1.0)], title="bad row")
 
 
+def test_plot_bytes_over_step_draws_a_line_per_run_and_the_marks() -> None:
+    from course_lib.plotting import plot_bytes_over_step
+
+    curves = {"ddp": ([0.0, 1.0, 2.0], [2**20, 3 * 2**20, 2**20]), "fsdp": ([0.0, 2.0], [2**19, 2**21])}
+    ax = plot_bytes_over_step(curves, [(0.5, "pre_forward (fc1)")], title="step")
+    assert [line.get_label() for line in ax.get_lines()[:2]] == ["ddp", "fsdp"]
+    assert list(ax.get_lines()[0].get_ydata()) == [1.0, 3.0, 1.0]  # MiB
+    assert [t.get_text() for t in ax.texts] == ["pre_forward (fc1)"] and ax.get_title() == "step"
+    plt.close("all")
+    with pytest.raises(ValueError, match="at least one run"):
+        plot_bytes_over_step({}, [], title="empty")
+
+
 # --- lesson 06 ---
 
 

@@ -1,1 +1,2 @@
-"""Tooling around the notebooks, not taught in them: the runner, the learner copy and the environment check."""
+"""Tooling around the notebooks, not taught in them: the runner, the learner copy, the environment check,
+the launcher of N ranks and notebook 05's measuring runs."""
