@@ -364,23 +364,25 @@ def plot_step_timeline(timeline: list[tuple[str, str, float, float]], title: str
 
 
 def plot_bytes_over_step(curves: Mapping[str, tuple[list[float], list[int]]], marks: list[tuple[float, str]],
-                         title: str, ax: plt.Axes | None = None) -> plt.Axes:
-    """Bytes alive over one training step, one line per run (``label: (ms, bytes)``), ``marks`` as dotted lines.
+                         title: str, xlabel: str = "time since the step started (ms, this machine)",
+                         ax: plt.Axes | None = None) -> plt.Axes:
+    """Bytes alive over one training step, one line per run (``label: (x, bytes)``), ``marks`` as dotted lines.
 
-    ``marks`` are ``(ms, label)`` moments of the first run (e.g. where each FSDP unit starts forward/backward).
+    ``marks`` are ``(x, label)`` moments of one of the runs (e.g. where each FSDP unit starts forward/backward).
     """
     if not curves:
         raise ValueError("curves must hold at least one run")
     if ax is None:
         _, ax = plt.subplots(figsize=(11, 3.8))
-    for label, (ms, nbytes) in curves.items():
-        ax.step(ms, np.asarray(nbytes) / 2**20, where="post", lw=1.5, label=label)
+    for label, (x, nbytes) in curves.items():
+        ax.step(x, np.asarray(nbytes) / 2**20, where="post", lw=1.5, label=label)
+    ax.set_ylim(0, ax.get_ylim()[1] * 1.25)  # room for the marks' labels above the lines
     top = ax.get_ylim()[1]
-    for ms, label in marks:
-        ax.axvline(ms, color="grey", ls=":", lw=0.8)
-        ax.text(ms, top, label, rotation=90, va="top", ha="right", fontsize=7, color="grey")
-    ax.set(xlabel="time since the step started (ms, this machine)", ylabel="MiB alive on the rank", title=title)
-    ax.legend(loc="upper left", fontsize=8)
+    for x, label in marks:
+        ax.axvline(x, color="grey", ls=":", lw=0.8)
+        ax.text(x, top, label, rotation=90, va="top", ha="right", fontsize=7, color="grey")
+    ax.set(xlabel=xlabel, ylabel="MiB alive on the rank", title=title)
+    ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
     return ax
 
 
