@@ -38,7 +38,8 @@ def test_reference_answers_pass(capsys: pytest.CaptureFixture) -> None:
     check_shard_rows(shard_rows, _shards(3))
     check_gather_prediction(lambda: 2 * FC1_PADDED, 2 * FC1_PADDED, FC1_BYTES, FC1_PADDED)
     check_keep_prediction(lambda: KEPT, DEFAULT, KEPT, FC2_GATHER)
-    assert capsys.readouterr().out.count("[passed]") == 5
+    check_gather_prediction(lambda: 2 * FC1_PADDED, 2 * FC1_PADDED + 700, FC1_BYTES, FC1_PADDED, slack=1536)  # CUDA
+    assert capsys.readouterr().out.count("[passed]") == 6
 
 
 def test_shard_rows_mistakes() -> None:
