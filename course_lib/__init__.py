@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 _EXPORTS = {
     **dict.fromkeys(("check_bool", "check_choice", "check_float", "check_int", "display_path", "get_device",
                      "output_dir", "repo_root", "seed_everything", "setup"), "env"),
-    **dict.fromkeys(("bound", "roundoff"), "report"),
+    **dict.fromkeys(("bound", "dtype_name", "roundoff"), "report"),
     **dict.fromkeys(("limit_cpu_threads", "median_seconds", "synchronize"), "timing"),
 }
 __all__ = sorted(_EXPORTS)
@@ -55,6 +55,7 @@ if TYPE_CHECKING:  # the same names for type checkers and editors (``x as x``: r
     from course_lib.env import seed_everything as seed_everything
     from course_lib.env import setup as setup
     from course_lib.report import bound as bound
+    from course_lib.report import dtype_name as dtype_name
     from course_lib.report import roundoff as roundoff
     from course_lib.timing import limit_cpu_threads as limit_cpu_threads
     from course_lib.timing import median_seconds as median_seconds

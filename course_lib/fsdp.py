@@ -7,8 +7,9 @@
    moments; only the gathered parameters, the compute and the activations are bfloat16.) ZeRO stage 1
    shards the optimizer state across the ranks, stage 2 also the gradients, stage 3 (= FSDP's full
    sharding) also the parameters.
-2. **The code of a rank**, short on purpose: ``setup_process_group``, ``shard_model``, ``train_step``,
-   ``train_epoch`` and ``gather_full_state_dict`` (the export for inference).
+2. **The code of a rank**, short on purpose: ``setup_process_group``, ``shard_model``, ``train_epoch``
+   (``course_lib.training.train_step`` on each of this rank's batches) and ``gather_full_state_dict`` (the
+   export for inference).
 3. **Start and resume**: a model built on the meta device and sharded (``shard_meta_model``), rank 0's
    seeded weights sent to every rank's shards (``load_full_state_dict``), a check that the ranks hold one
    model (``ranks_disagree``), and sharded DCP checkpoints of model, optimizer and epoch that resume on any
@@ -44,6 +45,7 @@ from torch.distributed.device_mesh import DeviceMesh, init_device_mesh
 from torch.distributed.fsdp import FSDPModule, fully_shard
 
 from course_lib.env import check_choice, check_int
+from course_lib.training import train_step
 
 # ----------------------------------------------------------------------------------------------
 # 1. ZeRO arithmetic
@@ -124,20 +126,11 @@ def shard_model(model: nn.Module, device: torch.device | None = None, **options:
     return model
 
 
-def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """One optimizer step on this rank's part of the batch; DDP and FSDP average the gradients across ranks."""
-    optimizer.zero_grad()
-    loss = F.cross_entropy(model(X), y)  # FSDP: all-gather each unit just before its forward, free it after
-    loss.backward()  # all-gather again per unit, then reduce-scatter its gradients: each rank keeps 1/N
-    optimizer.step()  # each rank updates only its own shard
-    return loss
-
-
 def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, loader: torch.utils.data.DataLoader,
                 device: torch.device, max_steps: int | None = None) -> torch.Tensor:
     """One pass over this rank's batches (at most ``max_steps``); return each step's loss averaged over the ranks."""
     model.train()
-    losses = torch.stack([train_step(model, optimizer, X.to(device), y.to(device)).detach()
+    losses = torch.stack([train_step(model, optimizer, F.cross_entropy, X.to(device), y.to(device)).detach()
                           for X, y in itertools.islice(loader, max_steps)]).double()
     dist.all_reduce(losses)  # one collective per epoch: each step's loss summed over the ranks
     return losses / dist.get_world_size()
@@ -153,11 +146,6 @@ def fsdp_units(model: nn.Module) -> list[str]:
     """Names of the FSDP units that own parameters: each issues its own all-gathers and reduce-scatter."""
     return [name for name, module in model.named_modules()
             if isinstance(module, FSDPModule) and any(True for _ in module.parameters(recurse=False))]
-
-
-def dtype_name(dtype: torch.dtype) -> str:
-    """``torch.float32`` -> ``"float32"``: the name printed in results and tables."""
-    return str(dtype).removeprefix("torch.")
 
 
 @contextmanager

@@ -42,3 +42,10 @@ def bound(value: float, limit: float, label: str = "max |difference|", reason: s
     if not (math.isfinite(value) and 0 <= value < limit):
         raise AssertionError(f"{label} = {value:.3e}, expected a value in [0, {limit:.0e})")
     return f"{label} below {limit:.0e}" + (f" ({reason})" if reason else "")
+
+
+def dtype_name(dtype: torch.dtype | np.dtype | type) -> str:
+    """``torch.float32`` -> ``"float32"``, ``np.float64`` -> ``"float64"``: the name printed in results and tables."""
+    if isinstance(dtype, torch.dtype):
+        return str(dtype).removeprefix("torch.")
+    return np.dtype(dtype).name

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from types import TracebackType
 
 import torch
@@ -70,9 +70,17 @@ def sample_seconds(fn: Callable[[], object], repeats: int = 5, warmup: int = 1,
     return times
 
 
+def median(seconds: Iterable[float]) -> float:
+    """The median of measured times (the mean of the two middle ones for an even count), in their unit."""
+    values = list(seconds)
+    if not values:
+        raise ValueError("median of no measurements")
+    return statistics.median(values)
+
+
 def median_seconds(fn: Callable[[], object], repeats: int = 5, warmup: int = 1, min_seconds: float = 0.05) -> float:
     """Median wall time of ``fn()``: the typical call, over the samples of :func:`sample_seconds`."""
-    return statistics.median(sample_seconds(fn, repeats, warmup, min_seconds))
+    return median(sample_seconds(fn, repeats, warmup, min_seconds))
 
 
 def limit_cpu_threads(threads: int) -> None:

@@ -1,4 +1,4 @@
-"""The PyTorch training loop, written once: one epoch of training, and evaluation."""
+"""The PyTorch training loop, written once: one step, one epoch of training, and evaluation."""
 
 from __future__ import annotations
 
@@ -11,7 +11,18 @@ from torch import nn
 
 from course_lib.data import Split, batch_slices, minibatches
 from course_lib.env import check_float, check_int
-from course_lib.timing import Timer
+from course_lib.timing import Timer, median
+
+
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer,
+               loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], X: torch.Tensor,
+               y: torch.Tensor) -> torch.Tensor:
+    """One optimizer step on the batch ``(X, y)``; return its loss (still attached to the graph's values)."""
+    optimizer.zero_grad()
+    loss = loss_fn(model(X), y)  # FSDP: all-gather each unit just before its forward, free it after
+    loss.backward()  # DDP averages the gradients across ranks here; FSDP also reduce-scatters: each keeps 1/N
+    optimizer.step()  # FSDP: each rank updates only its own shard
+    return loss
 
 
 def train_one_epoch(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
@@ -25,10 +36,7 @@ def train_one_epoch(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torc
     total, count = 0.0, 0
     for X, y in batches:
         X, y = X.to(device), y.to(device)
-        optimizer.zero_grad()
-        loss = loss_fn(model(X), y)
-        loss.backward()
-        optimizer.step()
+        loss = train_step(model, optimizer, loss_fn, X, y)
         total += loss.item() * len(X)
         count += len(X)
     if count == 0:
@@ -68,7 +76,7 @@ class History:
 
     def median_epoch_seconds(self) -> float:
         """Median training time of one epoch (the median ignores a slow first epoch)."""
-        return float(np.median(self.epoch_seconds))
+        return median(self.epoch_seconds)
 
 
 def fit(train_epoch: Callable[[], float], score: Callable[[], tuple[float, float, float]], epochs: int,

@@ -309,9 +309,3 @@ def test_run_fsdp_sh(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     expected_ranks = torch.cuda.device_count() or 2
     assert _metrics(tmp_path / "m.json")["world_size"] == expected_ranks
-
-
-def test_dtype_name_drops_the_torch_prefix() -> None:
-    from course_lib.fsdp import dtype_name
-
-    assert [dtype_name(d) for d in (torch.float32, torch.bfloat16, torch.int64)] == ["float32", "bfloat16", "int64"]

@@ -33,3 +33,11 @@ def test_bound_fails_loudly_with_the_value(value: float) -> None:
 def test_bound_rejects_a_nonpositive_limit() -> None:
     with pytest.raises(ValueError, match="limit must be > 0"):
         bound(0.0, 0.0)
+
+
+def test_dtype_name_drops_the_torch_prefix_and_names_numpy_dtypes() -> None:
+    from course_lib import dtype_name
+
+    assert [dtype_name(d) for d in (torch.float32, torch.bfloat16, torch.int64)] == ["float32", "bfloat16", "int64"]
+    assert [dtype_name(d) for d in (np.float64, np.dtype("float32"))] == ["float64", "float32"]
+

@@ -84,3 +84,12 @@ def test_sample_seconds_returns_one_time_per_call() -> None:
     calls: list[int] = []
     times = sample_seconds(lambda: calls.append(1), repeats=3, warmup=2, min_seconds=0.0)
     assert len(times) == 3 and len(calls) == 5 and all(t >= 0 for t in times)
+
+
+def test_median_is_the_middle_or_the_mean_of_the_two_middle_ones() -> None:
+    from course_lib.timing import median
+
+    assert median([3.0, 1.0, 2.0]) == 2.0 and median([4.0, 1.0, 2.0, 3.0]) == 2.5  # torch.median would give 2.0
+    with pytest.raises(ValueError, match="no measurements"):
+        median([])
+

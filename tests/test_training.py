@@ -12,7 +12,7 @@ from torch import nn
 from course_lib import seed_everything
 from course_lib.data import digits_split
 from course_lib.models import SimpleCNN
-from course_lib.training import evaluate, fit, train_one_epoch
+from course_lib.training import evaluate, fit, train_one_epoch, train_step
 
 
 def test_training_improves_accuracy_on_digits() -> None:
@@ -66,3 +66,15 @@ def test_fit_times_each_epoch_and_logs_one_line_per_epoch() -> None:
     assert lines == [f"epoch {e}/2  loss 0.5000  train accuracy 75.00%  test accuracy 50.00%" for e in (1, 2)]
     with pytest.raises(ValueError, match="epochs must be an int >= 1, got 0"):
         fit(train_epoch, lambda: (0.0, 0.0, 0.0), epochs=0)
+
+
+def test_train_step_takes_one_optimizer_step_and_returns_the_loss() -> None:
+    torch.manual_seed(0)
+    model = nn.Linear(3, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    X, y = torch.randn(8, 3), torch.randn(8, 1)
+    weight, bias = model.weight.detach().clone(), model.bias.detach().clone()
+    loss = train_step(model, optimizer, nn.functional.mse_loss, X, y)
+    grad = torch.autograd.functional.jacobian(lambda w: nn.functional.mse_loss(X @ w.T + bias, y), weight)
+    assert torch.allclose(model.weight.detach(), weight - 0.5 * grad, atol=1e-6)  # one SGD step, from zeroed grads
+    assert loss.item() == nn.functional.mse_loss(X @ weight.T + bias, y).item()  # the loss before the step

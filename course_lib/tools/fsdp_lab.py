@@ -25,6 +25,7 @@ from typing import NamedTuple
 
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 from torch import nn
 from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, OffloadPolicy, fully_shard
@@ -36,19 +37,18 @@ from torch.profiler import ProfilerActivity, profile
 from course_lib.data import rank_batches
 from course_lib.env import check_bool, check_choice, check_float, check_int
 from course_lib.fsdp import (
-    dtype_name,
     fsdp_units,
     gather_full_state_dict,
     load_full_state_dict,
     ranks_disagree,
     save_checkpoint,
     setup_process_group,
-    train_step,
 )
 from course_lib.memory import allocation_timeline, storage_bytes, tensor_bytes
 from course_lib.models import SimpleCNN
-from course_lib.timing import Timer
-from course_lib.training import evaluate
+from course_lib.report import dtype_name
+from course_lib.timing import Timer, median
+from course_lib.training import evaluate, train_step
 
 STRATEGIES = ("single", "ddp", "fsdp")
 INITS = ("seeded", "meta", "unseeded")
@@ -403,7 +403,7 @@ def training(spec: RunSpec, device: torch.device, data: tuple[torch.Tensor, ...]
                 if len(losses) == PROFILED_STEP and spec.profile:
                     profiler = measuring.enter_context(_profile_step(model, optimizer, X, y, device, result))
                 timer = measuring.enter_context(Timer(device))
-                losses.append(train_step(model, optimizer, X, y).detach())
+                losses.append(train_step(model, optimizer, F.cross_entropy, X, y).detach())
             seconds.append(timer.seconds)
             if len(losses) == PROFILED_STEP + 1 and spec.profile:
                 _read_profile(profiler, device, result)
@@ -422,7 +422,7 @@ def training(spec: RunSpec, device: torch.device, data: tuple[torch.Tensor, ...]
     result.losses = step_losses.tolist()
     result.epoch_losses = [sum(result.losses[start:end]) / (end - start)
                            for start, end in zip([0, *epoch_ends], epoch_ends, strict=False)]
-    result.seconds_per_step = torch.tensor(seconds[1:] or seconds).median().item()
+    result.seconds_per_step = median(seconds[1:] or seconds)
     result.fastest_step_seconds = min(seconds[1:] or seconds)
     result.memory = memory_bytes(model, optimizer)
     result.all_gathers, result.reduce_scatters, log.recording = log.all_gathers, log.reduce_scatters, False
