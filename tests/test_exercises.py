@@ -62,3 +62,17 @@ def test_learner_copies_of_every_notebook(tmp_path: Path, capsys) -> None:
             python = "\n".join(line for line in cell.source.splitlines() if not line.lstrip().startswith(("%", "!")))
             compile(python, src.name, "exec")
     assert "exercise(s) left for you" in capsys.readouterr().out
+
+
+def test_checker_reports_an_exercise_not_attempted_instead_of_failing(capsys: pytest.CaptureFixture) -> None:
+    from course_lib.exercises import ExerciseFailed, attempt, checker, expect
+
+    @checker
+    def check_double(fn: object) -> None:
+        expect("Exercise 0.1", attempt("Exercise 0.1", fn, 2) == 4, "double 2: expected 4")
+
+    check_double(lambda x: (_ for _ in ()).throw(NotImplementedError))  # what a learner copy's placeholder does
+    assert "[not done] Exercise 0.1: not attempted yet" in capsys.readouterr().out
+    with pytest.raises(ExerciseFailed, match="expected 4"):
+        check_double(lambda x: 3)
+

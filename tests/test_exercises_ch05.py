@@ -55,8 +55,7 @@ def test_prediction_mistakes_are_explained() -> None:
         check_gather_prediction(lambda: 2 * FC1_BYTES, 2 * FC1_PADDED, FC1_BYTES, FC1_PADDED)
     with pytest.raises(ExerciseFailed, match="return a whole number of bytes"):
         check_gather_prediction(lambda: 1.5e6, 2 * FC1_PADDED, FC1_BYTES, FC1_PADDED)
-    with pytest.raises(ExerciseFailed, match="not attempted yet"):
-        check_gather_prediction(lambda: (_ for _ in ()).throw(NotImplementedError), 1, 1, 1)
+    check_gather_prediction(lambda: (_ for _ in ()).throw(NotImplementedError), 1, 1, 1)  # prints, does not raise
     with pytest.raises(ExerciseFailed, match="you predicted 4 all-gathers per step, the launch counted 7"):
         check_keep_prediction(lambda: (4, KEPT[1]), DEFAULT, KEPT, FC2_GATHER)
     with pytest.raises(ExerciseFailed, match="The saving is one fc2 all-gather"):
@@ -91,6 +90,5 @@ def test_shard_mistakes() -> None:
 
     with pytest.raises(ExerciseFailed, match="fully_shard each block first and the root last"):
         check_shard(root_first)
-    with pytest.raises(ExerciseFailed, match="not attempted yet"):
-        check_shard(lambda model, mesh: (_ for _ in ()).throw(NotImplementedError))
+    check_shard(lambda model, mesh: (_ for _ in ()).throw(NotImplementedError))  # the learner copy: "[not done]"
     check_shard(_shard)  # a failed check closed its process group too

@@ -14,12 +14,16 @@ learner works in, where each marked block becomes ``raise NotImplementedError``.
 
 Checkers raise :class:`ExerciseFailed` with a message that says *what* is wrong (shape, dtype,
 which value is off and by how much, gradient not zeroed, ...) and print one line when they pass.
+A checker decorated with :func:`checker` prints ``[not done] ...`` for an exercise not attempted yet
+(the learner copy's placeholder raises ``NotImplementedError``) instead of failing, so that a learner's
+copy runs top to bottom before any exercise is done.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -32,12 +36,31 @@ class ExerciseFailed(AssertionError):
     """A checker found a mistake; the message says what is wrong."""
 
 
+class NotAttempted(ExerciseFailed):
+    """The learner's code still raises the placeholder's ``NotImplementedError``."""
+
+
+Check = TypeVar("Check", bound=Callable[..., None])
+
+
+def checker(check: Check) -> Check:
+    """Decorate a ``check_*`` function: an exercise not attempted yet prints ``[not done] ...`` and returns."""
+    @functools.wraps(check)
+    def run(*args: Any, **kwargs: Any) -> None:
+        try:
+            check(*args, **kwargs)
+        except NotAttempted as not_done:
+            print(f"[not done] {not_done}")
+
+    return run  # type: ignore[return-value]
+
+
 def attempt(title: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """Call the learner's ``fn``; turn "not written yet" and crashes into a helpful message."""
     try:
         return fn(*args, **kwargs)
     except NotImplementedError:
-        raise ExerciseFailed(f"{title}: not attempted yet; write your code in the cell above") from None
+        raise NotAttempted(f"{title}: not attempted yet; write your code in the cell above") from None
     except ExerciseFailed:
         raise
     except Exception as exc:

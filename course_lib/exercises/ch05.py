@@ -13,7 +13,7 @@ from torch.distributed.device_mesh import DeviceMesh
 from torch.distributed.fsdp import FSDPModule
 from torch.distributed.tensor import DTensor
 
-from course_lib.exercises import ExerciseFailed, attempt, expect, expect_close, passed
+from course_lib.exercises import ExerciseFailed, attempt, checker, expect, expect_close, passed
 from course_lib.fsdp import one_process_group, shard_rows
 from course_lib.models import SimpleCNN
 
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from course_lib.tools.fsdp_lab import ParamShard
 
 
+@checker
 def check_shard(fn: Callable[[nn.Module, DeviceMesh], object]) -> None:
     """Exercise 5.1: ``fn(model, mesh)`` makes each block an FSDP unit, then the root; checked in a 1-process group."""
     title = "Exercise 5.1 (shard a model)"
@@ -53,6 +54,7 @@ def check_shard(fn: Callable[[nn.Module, DeviceMesh], object]) -> None:
                   "and the output equals the unsharded model's")
 
 
+@checker
 def check_shard_rows(fn: Callable[[int, int], list[int]], shards: list[list[ParamShard]]) -> None:
     """Exercise 5.2: rows of dim 0 per rank, as FSDP2 splits them; ``shards[rank]`` are the run's shard facts."""
     title = "Exercise 5.2 (rows per rank)"
@@ -72,6 +74,7 @@ def check_shard_rows(fn: Callable[[int, int], list[int]], shards: list[list[Para
     passed(title, f"matches torch.chunk and the local shapes of all {len(shards[0])} parameters in the run")
 
 
+@checker
 def check_gather_prediction(fn: Callable[[], int], measured: int, unit_bytes: int, padded_bytes: int,
                             slack: int = 0) -> None:
     """Exercise 5.3 (predict, then run): the bytes fc1's forward all-gather added to a rank's memory.
@@ -98,6 +101,7 @@ def check_gather_prediction(fn: Callable[[], int], measured: int, unit_bytes: in
                   f"all-gather buffer and the unsharded parameters, each {padded_bytes:,} B (padded)")
 
 
+@checker
 def check_keep_prediction(fn: Callable[[], tuple[int, int]], default: tuple[int, int], measured: tuple[int, int],
                           kept_unit_bytes: int) -> None:
     """Exercise 5.4 (predict, then launch): all-gathers and all-gathered bytes per step with fc2 not resharded.
