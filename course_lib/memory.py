@@ -163,19 +163,24 @@ def allocation_timeline(prof: torch.profiler.profile, device: torch.device | str
     return timeline
 
 
+def local(tensor: torch.Tensor) -> torch.Tensor:
+    """The part of ``tensor`` this process holds: a ``DTensor``'s local shard, any other tensor itself."""
+    return tensor.to_local() if hasattr(tensor, "to_local") else tensor  # duck-typed: no import of DTensor
+
+
 def tensor_bytes(tensors: Iterable[torch.Tensor]) -> int:
-    """Total bytes of ``tensors`` as ``numel * element_size`` each (no deduplication of shared storage)."""
-    return sum(t.numel() * t.element_size() for t in tensors)
+    """Total bytes of ``tensors`` (their local shards) as ``numel * element_size``; shared storage counts twice."""
+    return sum(t.numel() * t.element_size() for t in map(local, tensors))
 
 
 def parameter_bytes(model: nn.Module) -> int:
-    """Bytes of a model's parameters."""
-    return storage_bytes(model.parameters())
+    """Bytes of a model's parameters (the storages of this process's shards under FSDP)."""
+    return storage_bytes(map(local, model.parameters()))
 
 
 def gradient_bytes(model: nn.Module) -> int:
     """Bytes of the ``.grad`` tensors a model's parameters hold now (0 before backward or after zero_grad)."""
-    return storage_bytes(p.grad for p in model.parameters() if p.grad is not None)
+    return storage_bytes(local(p.grad) for p in model.parameters() if p.grad is not None)
 
 
 def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> dict[str, int]:
@@ -187,8 +192,25 @@ def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> dict[str, int]:
     for state in optimizer.state.values():
         for name, value in state.items():
             if isinstance(value, torch.Tensor):
-                by_name.setdefault(name, []).append(value)
+                by_name.setdefault(name, []).append(local(value))
     return {name: storage_bytes(tensors) for name, tensors in sorted(by_name.items())}
+
+
+def training_state_parts(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, int]:
+    """Bytes held for ``params``, ``grads`` and ``optimizer`` (its tensors but the scalar ``step`` counters).
+
+    ``<part>`` counts the elements of the tensors this process holds; ``<part>_allocated`` the storages behind
+    them, which include FSDP's padding.
+    """
+    params = list(model.parameters())
+    parts = {"params": params, "grads": [p.grad for p in params if p.grad is not None],
+             "optimizer": [v for state in optimizer.state.values() for k, v in state.items()
+                           if k != "step" and isinstance(v, torch.Tensor)]}
+    report = {}
+    for part, tensors in parts.items():
+        report[part] = tensor_bytes(tensors)
+        report[f"{part}_allocated"] = storage_bytes(map(local, tensors))
+    return report
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:

@@ -181,12 +181,17 @@ def draw_chain(labels: list[str], title: str, edge_labels: list[str] | None = No
     return ax
 
 
-def draw_zero_stages(world_size: int = 2, ax: plt.Axes | None = None) -> plt.Axes:
-    """Draw what each rank holds (bytes per parameter, fp32 + AdamW) under DP, DDP, ZeRO-1, ZeRO-2 and FSDP."""
-    from course_lib.fsdp import PARTS, SHARDED_FROM_STAGE, bytes_per_param
+def draw_zero_stages(world_size: int, per_param: Mapping[str, float], sharded_from: Mapping[str, int],
+                     ax: plt.Axes | None = None) -> plt.Axes:
+    """Draw what each rank holds under DP, DDP, ZeRO-1, ZeRO-2 and FSDP.
 
+    ``per_param``: bytes per parameter of each part of the training state (e.g. ``fsdp.bytes_per_param("fp32")``);
+    ``sharded_from``: the ZeRO stage from which each part is sharded (``fsdp.SHARDED_FROM_STAGE``).
+    """
     check_int("world_size", world_size, min_value=1, max_value=8)
-    per_param = bytes_per_param("fp32")
+    if set(per_param) != set(sharded_from):
+        raise ValueError(f"per_param and sharded_from must name the same parts, got {sorted(per_param)} "
+                         f"and {sorted(sharded_from)}")
     groups = [("DP (nn.DataParallel): one process; GPU 0 steps, then re-copies the model to the others", -1),
               ("DDP = ZeRO-0: every rank holds everything; all-reduce averages the gradients", 0),
               ("ZeRO-1: shard the optimizer state", 1),
@@ -199,8 +204,8 @@ def draw_zero_stages(world_size: int = 2, ax: plt.Axes | None = None) -> plt.Axe
         ax.text(0, y - 0.75, title, fontsize=10, fontweight="bold", va="center")
         for rank in range(world_size):
             left = 0.0
-            for part in PARTS:
-                sharded = stage >= SHARDED_FROM_STAGE[part]
+            for part in per_param:
+                sharded = stage >= sharded_from[part]
                 width = per_param[part] / (world_size if sharded else 1)
                 if stage == -1 and part == "optimizer" and rank > 0:
                     width = 0.0  # DP: only GPU 0 runs the optimizer

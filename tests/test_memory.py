@@ -154,3 +154,16 @@ def test_allocation_timeline_adds_up_the_allocators_record() -> None:
     assert [t for t, _ in timeline] == sorted(t for t, _ in timeline) and float(z.sum()) == 3000.0
     assert allocation_timeline(prof, "cuda") == []  # nothing on a GPU
 
+
+def test_training_state_parts_counts_params_grads_and_adams_moments_without_step() -> None:
+    from course_lib.memory import training_state_parts
+
+    model = torch.nn.Linear(10, 3)  # 33 parameters
+    optimizer = torch.optim.AdamW(model.parameters())
+    assert training_state_parts(model, optimizer) == {"params": 132, "params_allocated": 132, "grads": 0,
+                                                      "grads_allocated": 0, "optimizer": 0, "optimizer_allocated": 0}
+    model(torch.randn(2, 10)).sum().backward()
+    optimizer.step()
+    parts = training_state_parts(model, optimizer)
+    assert (parts["params"], parts["grads"], parts["optimizer"]) == (132, 132, 264)  # 4 + 4 + 8 B per parameter
+

@@ -98,6 +98,18 @@ def test_plot_step_timeline_draws_one_bar_per_event_in_its_row() -> None:
         plot_step_timeline([("compute", "fc1", 0.0, 1.0)], title="bad row")
 
 
+def test_draw_zero_stages_draws_what_each_rank_holds_per_stage() -> None:
+    from course_lib.fsdp import SHARDED_FROM_STAGE, bytes_per_param
+    from course_lib.plotting import draw_zero_stages
+
+    ax = draw_zero_stages(2, bytes_per_param("fp32"), SHARDED_FROM_STAGE)
+    totals = [t.get_text() for t in ax.texts if t.get_text().endswith(" B")]
+    assert totals == ["16 B", "8 B", "16 B", "16 B", "12 B", "12 B", "10 B", "10 B", "8 B", "8 B"]  # DP: GPU 0 steps
+    plt.close("all")
+    with pytest.raises(ValueError, match="the same parts"):
+        draw_zero_stages(2, {"params": 4}, SHARDED_FROM_STAGE)
+
+
 def test_plot_bytes_over_step_draws_a_line_per_run_and_the_marks() -> None:
     from course_lib.plotting import plot_bytes_over_step
 

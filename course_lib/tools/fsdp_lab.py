@@ -44,7 +44,7 @@ from course_lib.fsdp import (
     save_checkpoint,
     setup_process_group,
 )
-from course_lib.memory import allocation_timeline, storage_bytes, tensor_bytes
+from course_lib.memory import allocation_timeline, local, storage_bytes, training_state_parts
 from course_lib.models import SimpleCNN
 from course_lib.report import dtype_name
 from course_lib.timing import Timer, median
@@ -218,29 +218,9 @@ def _shard(model: nn.Module, spec: RunSpec, device: torch.device) -> None:
             after.set_modules_to_backward_prefetch([before])
 
 
-def _local(t: torch.Tensor) -> torch.Tensor:
-    return t.to_local() if isinstance(t, DTensor) else t  # a DTensor's shard on this rank
-
-
-def memory_bytes(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, int]:
-    """Bytes this rank holds for parameters, gradients and optimizer moments ('step' counters excluded).
-
-    ``<part>`` counts the elements of the local tensors; ``<part>_allocated`` the storages behind them,
-    which include FSDP's padding.
-    """
-    params = list(model.parameters())
-    grads = [p.grad for p in params if p.grad is not None]
-    moments = [v for state in optimizer.state.values() for k, v in state.items() if k != "step"]
-    report = {}
-    for part, tensors in (("params", params), ("grads", grads), ("optimizer", moments)):
-        local = [_local(t) for t in tensors]
-        report[part], report[f"{part}_allocated"] = tensor_bytes(local), storage_bytes(local)
-    return report
-
-
 def shard_facts(model: nn.Module) -> list[ParamShard]:
     """Every parameter's global and local shape, placements and dtype on this rank."""
-    return [ParamShard(name, tuple(p.shape), tuple(_local(p).shape),
+    return [ParamShard(name, tuple(p.shape), tuple(local(p).shape),
                        tuple(str(pl) for pl in p.placements) if isinstance(p, DTensor) else ("Replicate (plain)",),
                        dtype_name(p.dtype)) for name, p in model.named_parameters()]
 
@@ -325,7 +305,7 @@ def state_dtypes(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str
     """The dtypes of the persistent training state: parameter shards, gradient shards, optimizer moments."""
     param = next(model.parameters())
     moment = optimizer.state[param]["exp_avg"]
-    return {name: dtype_name(_local(t).dtype)
+    return {name: dtype_name(local(t).dtype)
             for name, t in (("sharded parameters", param), ("gradients", param.grad), ("optimizer moments", moment))}
 
 
@@ -424,7 +404,7 @@ def training(spec: RunSpec, device: torch.device, data: tuple[torch.Tensor, ...]
                            for start, end in zip([0, *epoch_ends], epoch_ends, strict=False)]
     result.seconds_per_step = median(seconds[1:] or seconds)
     result.fastest_step_seconds = min(seconds[1:] or seconds)
-    result.memory = memory_bytes(model, optimizer)
+    result.memory = training_state_parts(model, optimizer)
     result.all_gathers, result.reduce_scatters, log.recording = log.all_gathers, log.reduce_scatters, False
     if spec.strategy == "fsdp":
         result.dtypes = {**state_dtypes(plain, optimizer), **dtypes}
@@ -440,7 +420,7 @@ def _profile_step(model: nn.Module, optimizer: torch.optim.Optimizer, X: torch.T
                   device: torch.device, result: RankResult) -> Iterator[profile]:
     """Profile one step (labels, times, allocations), noting first the bytes held from before it."""
     optimizer.zero_grad()  # last step's gradients go now, not inside the profile (whose frees it could not size)
-    held = memory_bytes(model, optimizer)
+    held = training_state_parts(model, optimizer)
     result.held_bytes = (held["params_allocated"] + held["optimizer_allocated"] + result.ddp_bucket_bytes
                          + storage_bytes([X, y]))
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
