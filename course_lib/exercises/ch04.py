@@ -54,15 +54,16 @@ def _linear_layers(model: nn.Module) -> list[tuple[str, nn.Linear]]:
 def check_init(init_linear: Callable[[nn.Module], None]) -> None:
     """Exercise 4.2: ``model.apply(init_linear)`` gives every ``nn.Linear`` Xavier-uniform weights and zero biases."""
     title = "Exercise 4.2 (initialise with apply)"
-    torch.manual_seed(4)
-    model = nn.Sequential(nn.Linear(20, 30), nn.BatchNorm1d(30), nn.ReLU(),
-                          nn.Sequential(nn.Linear(30, 40), nn.Tanh()), nn.Linear(40, 10))
-    with torch.no_grad():  # give batch norm visible state, so that touching it shows
-        model[1].weight.uniform_(0.5, 1.5)
-        model[1].bias.uniform_(-0.5, 0.5)
-        model[1].running_mean.uniform_(-1.0, 1.0)
-    before = {name: t.detach().clone() for name, t in model.state_dict().items()}
-    attempt(title, model.apply, init_linear)
+    with torch.random.fork_rng(devices=[]):  # the learner's random state is left as it was
+        torch.manual_seed(4)
+        model = nn.Sequential(nn.Linear(20, 30), nn.BatchNorm1d(30), nn.ReLU(),
+                              nn.Sequential(nn.Linear(30, 40), nn.Tanh()), nn.Linear(40, 10))
+        with torch.no_grad():  # give batch norm visible state, so that touching it shows
+            model[1].weight.uniform_(0.5, 1.5)
+            model[1].bias.uniform_(-0.5, 0.5)
+            model[1].running_mean.uniform_(-1.0, 1.0)
+        before = {name: t.detach().clone() for name, t in model.state_dict().items()}
+        attempt(title, model.apply, init_linear)
     for name, layer in _linear_layers(model):
         expect(title, isinstance(layer.weight, nn.Parameter) and isinstance(layer.bias, nn.Parameter),
                f"layer {name}: its weight or bias is no longer an nn.Parameter, so parameters() and the optimizer "
