@@ -1,8 +1,9 @@
-"""Checkers for notebook 04 (nn.Module, the training loop, BCELoss vs BCEWithLogitsLoss)."""
+"""Checkers for notebook 04 (nn.Module, the training loop, BCELoss vs BCEWithLogitsLoss), in notebook order:
+a prediction about registered parameters, an initialiser for ``apply``, stable BCE with logits, accuracy from logits."""
 
 from __future__ import annotations
 
-import copy
+import math
 from collections.abc import Callable
 
 import torch
@@ -10,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from course_lib.bce import close_to_reference
-from course_lib.exercises import attempt, expect, expect_close, passed
+from course_lib.exercises import ExerciseFailed, attempt, checker, expect, expect_close, passed
 
 # The checker's hints name these exact expressions (z: logits, y: targets); tests run them through the checker.
 SOFTPLUS_NEG_HINT = "torch.logsumexp(torch.stack([torch.zeros_like(z), -z]), dim=0)"
@@ -18,9 +19,87 @@ MAX_FORM_HINT = "torch.maximum(z, torch.zeros_like(z)) - z * y + torch.log1p(tor
 EXTREME_LOGITS = (-200.0, -120.0, -89.0, -40.0, -17.0, -3.0, -1e-3, 0.0, 1e-3, 3.0, 17.0, 40.0, 89.0, 120.0, 200.0)
 
 
+@checker
+def check_parameter_prediction(fn: Callable[[], int], measured: int, every_layer: int, head: int) -> None:
+    """Exercise 4.1 (predict, then run): how many parameters a model that keeps layers in a plain list reports.
+
+    ``measured`` is ``count_parameters`` of the model, ``every_layer`` the numbers in all its layers
+    (list included), ``head`` those of the layer assigned as an attribute.
+    """
+    title = "Exercise 4.1 (predict: parameters of a model with a list of layers)"
+    got = attempt(title, fn)
+    expect(title, isinstance(got, (int, float)) and not isinstance(got, bool) and float(got).is_integer(),
+           f"return one whole number (the count of scalar parameters), got {got!r}")
+    got = int(got)
+    why = ("nn.Module registers an attribute only when it is an nn.Module, an nn.Parameter or a buffer; "
+           "a Python list is none of these, so the layers inside it are invisible to parameters() (the optimizer "
+           "never trains them), to state_dict() (never saved) and to .to() (never moved)")
+    if got == measured:
+        passed(title, f"{measured} parameters, those of the head alone: {why}")
+        return
+    expect(title, got != every_layer,
+           f"you predicted {got}, the numbers in every layer; count_parameters reports {measured}. {why}")
+    expect(title, got != 0,
+           f"you predicted 0, count_parameters reports {measured}: the head is assigned as an attribute "
+           f"(self.head = nn.Linear(...)), so it is registered with its weight and bias ({head} numbers)")
+    raise ExerciseFailed(f"{title}: you predicted {got}, count_parameters reports {measured}. An nn.Linear(a, b) "
+                         f"holds a * b weights and b biases; then ask which layers the module registered")
+
+
+def _linear_layers(model: nn.Module) -> list[tuple[str, nn.Linear]]:
+    return [(name, m) for name, m in model.named_modules() if isinstance(m, nn.Linear)]
+
+
+@checker
+def check_init(init_linear: Callable[[nn.Module], None]) -> None:
+    """Exercise 4.2: ``model.apply(init_linear)`` gives every ``nn.Linear`` Xavier-uniform weights and zero biases."""
+    title = "Exercise 4.2 (initialise with apply)"
+    with torch.random.fork_rng(devices=[]):  # the learner's random state is left as it was
+        torch.manual_seed(4)
+        model = nn.Sequential(nn.Linear(20, 30), nn.BatchNorm1d(30), nn.ReLU(),
+                              nn.Sequential(nn.Linear(30, 40), nn.Tanh()), nn.Linear(40, 10))
+        with torch.no_grad():  # give batch norm visible state, so that touching it shows
+            model[1].weight.uniform_(0.5, 1.5)
+            model[1].bias.uniform_(-0.5, 0.5)
+            model[1].running_mean.uniform_(-1.0, 1.0)
+        before = {name: t.detach().clone() for name, t in model.state_dict().items()}
+        attempt(title, model.apply, init_linear)
+    for name, layer in _linear_layers(model):
+        expect(title, isinstance(layer.weight, nn.Parameter) and isinstance(layer.bias, nn.Parameter),
+               f"layer {name}: its weight or bias is no longer an nn.Parameter, so parameters() and the optimizer "
+               "lose it: change the values in place (the torch.nn.init functions do)")
+        fan_out, fan_in = layer.weight.shape
+        a = math.sqrt(6 / (fan_in + fan_out))
+        w = layer.weight.detach()
+        expect(title, not torch.equal(w, before[f"{name}.weight"]),
+               f"layer {name} ({fan_in} -> {fan_out}) still has PyTorch's default weights: your function did not "
+               "reach it. apply calls it once per module, nested ones included; test isinstance(module, nn.Linear)")
+        expect(title, bool((w.abs() <= a * (1 + 1e-6)).all()),
+               f"layer {name}: weights reach {w.abs().max().item():.3f}, beyond the Xavier-uniform bound "
+               f"a = sqrt(6 / (fan_in + fan_out)) = {a:.3f}: a normal distribution (xavier_normal_) is "
+               "unbounded, and a gain other than 1 scales a")
+        expect(title, w.abs().max().item() > 0.8 * a and abs(w.std().item() - a / math.sqrt(3)) < 0.15 * a,
+               f"layer {name}: weights lie within ±{a:.3f} but do not fill it (largest {w.abs().max().item():.3f}, "
+               f"std {w.std().item():.3f}; uniform on ±a has std a / sqrt(3) = {a / math.sqrt(3):.3f}): "
+               "use fan_in + fan_out of this layer (weight shape (fan_out, fan_in))")
+        expect(title, bool((layer.bias.detach() == 0).all()),
+               f"layer {name}: the bias is not all zeros (largest |bias| {layer.bias.detach().abs().max().item():.3g})")
+    for key, value in model.state_dict().items():
+        if key.split(".")[0] == "1":  # the batch norm: parameters and buffers
+            expect(title, torch.equal(value, before[key]),
+                   f"the batch norm's {key.split('.', 1)[1]} changed: apply calls your function on every module, "
+                   "so leave modules that are not nn.Linear alone")
+    expect(title, all(p.requires_grad and p.grad is None for p in model.parameters()),
+           "some parameter stopped requiring grad or gained a .grad: initialise under torch.no_grad() "
+           "(the torch.nn.init functions do) without changing requires_grad")
+    passed(title, f"{len(_linear_layers(model))} Linear layers (one nested) have Xavier-uniform weights and zero "
+                  "biases; the batch norm is untouched")
+
+
+@checker
 def check_bce_with_logits(bce_with_logits: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
-    """Exercise 4.2: elementwise stable BCE-with-logits; values and gradients match PyTorch's at extreme logits."""
-    title = "Exercise 4.2 (stable BCE with logits)"
+    """Exercise 4.3: elementwise stable BCE-with-logits; values and gradients match PyTorch's at extreme logits."""
+    title = "Exercise 4.3 (stable BCE with logits)"
     logits = torch.tensor(EXTREME_LOGITS * 3, dtype=torch.float32)
     targets = torch.tensor([0.0] * len(EXTREME_LOGITS) + [1.0] * len(EXTREME_LOGITS) + [0.3] * len(EXTREME_LOGITS))
     z = logits.clone().requires_grad_(True)
@@ -66,9 +145,10 @@ def check_bce_with_logits(bce_with_logits: Callable[[torch.Tensor, torch.Tensor]
            f"to {max(EXTREME_LOGITS):g}")
 
 
+@checker
 def check_accuracy(accuracy: Callable[[torch.Tensor, torch.Tensor], float]) -> None:
-    """Exercise 4.3: accuracy of a binary classifier from logits of shape (N, 1) and 0/1 targets of shape (N,)."""
-    title = "Exercise 4.3 (accuracy from logits)"
+    """Exercise 4.4: accuracy of a binary classifier from logits of shape (N, 1) and 0/1 targets of shape (N,)."""
+    title = "Exercise 4.4 (accuracy from logits)"
     logits = torch.tensor([[2.0], [0.3], [-0.2], [-3.0], [0.1], [1.5], [-1.0], [0.4]])
     targets = torch.tensor([1.0, 1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0])
     expected = ((logits.squeeze(1) >= 0).float() == targets).float().mean().item()
@@ -87,48 +167,3 @@ def check_accuracy(accuracy: Callable[[torch.Tensor, torch.Tensor], float]) -> N
            "(or apply torch.sigmoid first)")
     expect_close(title, got, expected, atol=1e-9)
     passed(title, f"accuracy {got:.3f} on 8 examples")
-
-
-def _reference_step(model: nn.Module, loss_fn: Callable, optimizer: torch.optim.Optimizer, X: torch.Tensor,
-                    y: torch.Tensor, zero_grad: bool = True) -> float:
-    if zero_grad:
-        optimizer.zero_grad()
-    loss = loss_fn(model(X), y)
-    loss.backward()
-    optimizer.step()
-    return loss.item()
-
-
-def _run(step: Callable, model: nn.Module, X: torch.Tensor, y: torch.Tensor, steps: int,
-         **kwargs) -> tuple[list[float], torch.Tensor]:
-    model = copy.deepcopy(model)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    losses = [step(model, nn.BCEWithLogitsLoss(), optimizer, X, y, **kwargs) for _ in range(steps)]
-    return losses, torch.cat([p.detach().flatten() for p in model.parameters()])
-
-
-def check_train_step(train_step: Callable[..., float], steps: int = 5) -> None:
-    """Exercise 4.1: ``train_step(model, loss_fn, optimizer, X, y)`` does one correct step and returns the loss."""
-    title = "Exercise 4.1 (a training step in the right order)"
-    generator = torch.Generator().manual_seed(4)
-    X = torch.randn(16, 3, generator=generator)
-    y = (X[:, 0] > 0).float()
-    model = nn.Sequential(nn.Linear(3, 1), nn.Flatten(start_dim=0))  # logits of shape (N,)
-    with torch.no_grad():
-        model[0].weight.copy_(torch.tensor([[0.1, -0.2, 0.3]]))
-        model[0].bias.fill_(0.05)
-    start = torch.cat([p.detach().flatten() for p in model.parameters()])
-    got_losses, got_weights = attempt(title, _run, train_step, model, X, y, steps)
-    ref_losses, ref_weights = _run(_reference_step, model, X, y, steps)
-    _, accumulated = _run(_reference_step, model, X, y, steps, zero_grad=False)
-    expect(title, not torch.equal(got_weights, start),
-           f"the weights did not change in {steps} steps: optimizer.step() ran when there were no gradients "
-           "(call loss.backward() before optimizer.step(), and zero_grad() before backward, not between)")
-    expect(title, not torch.allclose(got_weights, accumulated, atol=1e-7),
-           "your weights match a loop that never clears gradients: they accumulate across steps; "
-           "call optimizer.zero_grad() once per step, before loss.backward()")
-    expect(title, all(isinstance(v, float) for v in got_losses),
-           f"train_step must return the loss as a Python float (loss.item()), got {type(got_losses[0]).__name__}")
-    expect_close(f"{title}, weights after {steps} steps", got_weights, ref_weights, atol=1e-6)
-    expect_close(f"{title}, loss returned by the last step", got_losses[-1], ref_losses[-1], atol=1e-6)
-    passed(title, f"weights and losses match the reference loop after {steps} steps")
