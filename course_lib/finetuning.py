@@ -388,11 +388,12 @@ def training_state_bytes(model: nn.Module, method: str, target_modules: Iterable
     return {"weights": weights, "gradients": 4 * trainable, "adam": 8 * trainable}
 
 
-def step_memory(model: nn.Module, input_ids: torch.Tensor, labels: torch.Tensor, lr: float = 1e-3) -> dict[str, int]:
+def step_peak_bytes(model: nn.Module, input_ids: torch.Tensor, labels: torch.Tensor,
+                    lr: float = 1e-3) -> dict[str, int]:
     """Bytes alive at the peak of one AdamW training step of ``model`` (trained in place), by what holds them.
 
-    ``"weights"``: parameters and buffers (4-bit codes included), ``"Adam state"``: the moments of the
-    trainable parameters, ``"made in the step"``: the most bytes the step's own tensors (activations,
+    ``"weights"``: parameters and buffers (4-bit codes included), ``"Adam state"``: the moments (and step
+    counts) of the trainable parameters, ``"made in the step"``: the most bytes the step's own tensors (activations,
     recomputed activations, gradients, the optimizer's temporaries) hold at once, counted by
     :class:`course_lib.memory.PeakTensorMeter` over a second step, once Adam's state exists, as in
     every step after the first. The three add up to the step's peak.

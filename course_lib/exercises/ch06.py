@@ -38,7 +38,7 @@ def check_lora_forward(lora_forward: Callable[..., torch.Tensor]) -> None:
 
 @checker
 def check_lora_count(lora_count: Callable[[nn.Module, int], int], model: nn.Module, r: int, measured: int) -> None:
-    """Exercise 6.2 (predict, then run): ``lora_count(model, r)`` against ``measured``, the count peft reported for ``r``."""
+    """Exercise 6.2 (predict, then run): ``lora_count(model, r)`` against ``measured``, peft's count for ``r``."""
     title = "Exercise 6.2 (predict the LoRA count)"
     targets = ["q_proj", "k_proj", "v_proj", "o_proj"]
     for rank in (r, 1, 8):
