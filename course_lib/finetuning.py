@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import random
-import statistics
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -20,8 +19,9 @@ from transformers import Qwen2Config, Qwen2ForCausalLM
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from course_lib.env import check_choice, check_float, check_int
-from course_lib.timing import Timer
-from course_lib.training import train_one_epoch
+from course_lib.memory import PeakTensorMeter, optimizer_state_bytes, storage_bytes
+from course_lib.timing import Timer, median
+from course_lib.training import train_step
 
 LETTERS = "abcdefghij"
 
@@ -157,8 +157,8 @@ def train_lm(model: nn.Module, tokenizer: CharTokenizer, examples: list[tuple[st
              lr: float, batch_size: int = 8, seed: int = 0) -> TrainResult:
     """AdamW on the parameters that require gradients, one random batch of ``examples`` per step.
 
-    Each step is :func:`course_lib.training.train_one_epoch` on a one-batch "epoch", with the model's own
-    next-token loss (answers only: the prompt's labels are -100).
+    Each step is :func:`course_lib.training.train_step` with the model's own next-token loss (answers
+    only: the prompt's labels are -100). ``seconds_per_step`` is the median over the steps after the first.
     """
     check_int("steps", steps, min_value=1)
     check_float("lr", lr, min_value=0.0, min_inclusive=False)
@@ -174,13 +174,16 @@ def train_lm(model: nn.Module, tokenizer: CharTokenizer, examples: list[tuple[st
     def loss_fn(output: CausalLMOutputWithPast, targets: torch.Tensor) -> torch.Tensor:
         return model.loss_function(output.logits, targets, model.config.vocab_size)
 
+    model.train()
     losses, seconds = [], []
     for _ in range(steps):
         rows = torch.randperm(len(examples), generator=generator)[:batch_size].to(device)
         with Timer(device) as timer:
-            losses.append(train_one_epoch(model, [(input_ids[rows], labels[rows])], loss_fn, optimizer, device))
+            losses.append(train_step(model, optimizer, loss_fn, input_ids[rows], labels[rows]).item())
         seconds.append(timer.seconds)
-    return TrainResult(losses, optimizer, statistics.median(seconds))
+    # The first step is cold (Adam's state is allocated, lazy set-up runs): left out, as the warm-up call is
+    # everywhere else in the course (timing.sample_seconds); with a single step it is all there is.
+    return TrainResult(losses, optimizer, median(seconds[1:] or seconds))
 
 
 class LoRALinear(nn.Module):
@@ -383,3 +386,32 @@ def training_state_bytes(model: nn.Module, method: str, target_modules: Iterable
                    if isinstance(m, nn.Linear) and name.rsplit(".", 1)[-1] != "lm_head"]
         weights += sum(nf4_bytes(n, block_size) - weight_bytes * n for n in linears)
     return {"weights": weights, "gradients": 4 * trainable, "adam": 8 * trainable}
+
+
+def step_peak_bytes(model: nn.Module, input_ids: torch.Tensor, labels: torch.Tensor,
+                    lr: float = 1e-3) -> dict[str, int]:
+    """Bytes alive at the peak of one AdamW training step of ``model`` (trained in place), by what holds them.
+
+    ``"weights"``: parameters and buffers (4-bit codes included), ``"Adam state"``: the moments (and step
+    counts) of the trainable parameters, ``"made in the step"``: the most bytes the step's own tensors (activations,
+    recomputed activations, gradients, the optimizer's temporaries) hold at once, counted by
+    :class:`course_lib.memory.PeakTensorMeter` over a second step, once Adam's state exists, as in
+    every step after the first. The three add up to the step's peak.
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("model must have parameters that require gradients, got none")
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    model.train()
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        model(input_ids=input_ids, labels=labels).loss.backward()
+        optimizer.step()
+
+    step()  # creates Adam's state
+    with PeakTensorMeter() as meter:
+        step()
+    weights = storage_bytes([*model.parameters(), *model.buffers()])
+    adam = sum(optimizer_state_bytes(optimizer).values())
+    return {"weights": weights, "Adam state": adam, "made in the step": meter.peak}

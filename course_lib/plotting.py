@@ -457,28 +457,22 @@ def plot_saved_bytes_vs_length(lengths: list[int], saved_bytes: Mapping[str, lis
     return ax
 
 
-def plot_technique_bars(memory_ratio: Mapping[str, float], speedup: Mapping[str, float | None]) -> plt.Figure:
-    """Two bar charts side by side: per technique, bytes without / with and time without / with.
-
-    Bars start at 1 (no change): right of it is a gain, left of it (red) a loss. A speed-up of
-    ``None`` (not timed) draws no bar and says so.
-    """
-    if not memory_ratio or set(memory_ratio) != set(speedup):
-        raise ValueError(f"memory_ratio and speedup must name the same techniques, got {sorted(memory_ratio)} "
-                         f"and {sorted(speedup)}")
-    names = list(memory_ratio)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 0.5 * len(names) + 1.5), sharey=True)
-    for ax, values, what in ((axes[0], memory_ratio, "memory saved: bytes without / with (measured)"),
-                             (axes[1], speedup, "speed-up: time without / with (this run; varies)")):
-        ax.barh(names, [0.0 if values[n] is None else values[n] - 1 for n in names], left=1.0,  # bars start at 1
-                color=["#2b6cb0" if values[n] is None or values[n] >= 1 else "#c53030" for n in names])
-        for row, name in enumerate(names):
-            if values[name] is None:
-                ax.text(1.05, row, "not timed", va="center", fontsize=9, color="#555")
-        ax.axvline(1.0, color="black", linewidth=1)
-        ax.set_xscale("log", base=2)
-        ax.set_xlabel(what)
-    axes[0].invert_yaxis()
-    fig.suptitle("What each technique bought on the tiny model (1 = no change)")
-    fig.tight_layout()
-    return fig
+def plot_step_memory(stacks: Mapping[str, Mapping[str, int]], ax: plt.Axes | None = None) -> plt.Axes:
+    """Stacked horizontal bars, one per configuration: the bytes alive at one training step's peak, by part (KiB)."""
+    parts = list(next(iter(stacks.values()), {}))
+    if not parts or any(list(stack) != parts for stack in stacks.values()):
+        raise ValueError(f"stacks must map configurations to the same parts in the same order, got "
+                         f"{({name: list(stack) for name, stack in stacks.items()})}")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 0.45 * len(stacks) + 1.6))
+    names = list(stacks)
+    left = [0.0] * len(names)
+    for part, color in zip(parts, ("#a0aec0", "#dd6b20", "#2b6cb0", "#38a169", "#805ad5"), strict=False):
+        widths = [stacks[name][part] / 2**10 for name in names]
+        ax.barh(names, widths, left=left, color=color, label=part)
+        left = [a + b for a, b in zip(left, widths, strict=True)]
+    ax.invert_yaxis()
+    ax.set_xlabel("bytes alive at the peak of one training step (KiB)")
+    ax.set_title("One training step's peak memory, by what holds it (measured)")
+    ax.legend(loc="lower right", fontsize=9)
+    return ax

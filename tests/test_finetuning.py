@@ -26,6 +26,7 @@ from course_lib.finetuning import (
     quantize_4bit,
     quantize_int8,
     quantize_linears_4bit,
+    step_peak_bytes,
     tiny_qwen2,
     train_lm,
     training_state_bytes,
@@ -96,6 +97,54 @@ def test_training_learns_copy_and_reports_adam_state(one_thread: None) -> None:
     assert greedy_accuracy(model, tok, examples[:50]) > 0.5
     state = optimizer_state_bytes(result.optimizer)
     assert state["exp_avg"] + state["exp_avg_sq"] == 2 * 4 * count_parameters(model)
+    assert len(result.losses) == 150 and result.seconds_per_step > 0
+
+
+def test_train_lm_takes_the_steps_of_training_train_step(one_thread: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    import course_lib.finetuning as finetuning
+    from course_lib.training import train_step
+
+    calls = []
+
+    def counting_step(*args: object) -> torch.Tensor:
+        calls.append(args)
+        return train_step(*args)
+
+    monkeypatch.setattr(finetuning, "train_step", counting_step)
+    tok = make_tokenizer()
+    model = tiny_qwen2(tok.vocab_size, hidden_size=16, num_layers=1)
+    result = train_lm(model, tok, make_examples("copy", 8, length=2), steps=3, lr=1e-2, batch_size=4)
+    assert len(calls) == 3 and [len(X) for _, _, _, X, _ in calls] == [4, 4, 4]
+    assert calls[0][1] is result.optimizer and model.training
+    with pytest.raises(ValueError, match="require gradients"):
+        train_lm(model.requires_grad_(False), tok, make_examples("copy", 8, length=2), steps=1, lr=1e-2)
+
+
+def test_step_peak_bytes_splits_one_step_into_weights_adam_and_what_the_step_makes(one_thread: None) -> None:
+    import copy
+
+    from course_lib.memory import PeakTensorMeter, parameter_bytes
+
+    torch.manual_seed(0)
+    tok = make_tokenizer()
+    model = tiny_qwen2(tok.vocab_size, hidden_size=32, num_layers=1)
+    ids, labels = encode_examples(tok, make_examples("copy", 16, length=2))
+    full = step_peak_bytes(copy.deepcopy(model), ids, labels)
+    assert list(full) == ["weights", "Adam state", "made in the step"]
+    buffers = sum(b.untyped_storage().nbytes() for b in model.buffers())
+    assert full["weights"] == parameter_bytes(model) + buffers
+    assert full["Adam state"] == 2 * parameter_bytes(model) + 4 * len(list(model.parameters()))  # moments + steps
+    with PeakTensorMeter() as meter:  # a step's own tensors include at least the gradients
+        model(input_ids=ids, labels=labels).loss.backward()
+    assert full["made in the step"] >= parameter_bytes(model) and full["made in the step"] >= meter.peak * 0.5
+    lora = copy.deepcopy(model)
+    add_lora(lora, TARGETS, r=2, alpha=2)
+    adapters = lora_parameter_count(model, TARGETS, 2)
+    small = step_peak_bytes(lora, ids, labels)
+    assert small["weights"] == full["weights"] + 4 * adapters and small["Adam state"] < full["Adam state"]
+    assert small["made in the step"] < full["made in the step"]
+    with pytest.raises(ValueError, match="require gradients"):
+        step_peak_bytes(copy.deepcopy(model).requires_grad_(False), ids, labels)
 
 
 # --- LoRA: unchanged model at step 0, exact merge/unmerge, parameter counts that match peft ---

@@ -166,16 +166,13 @@ def test_saved_bytes_plot_draws_one_line_per_implementation_in_mib() -> None:
         plot_saved_bytes_vs_length([64, 128], {"naive": [1]})
 
 
-def test_technique_bars_leave_untimed_techniques_empty() -> None:
-    from course_lib.plotting import plot_technique_bars
+def test_step_memory_plot_stacks_the_parts_of_each_configuration() -> None:
+    from course_lib.plotting import plot_step_memory
 
-    fig = plot_technique_bars({"a": 2.0, "b": 4.0}, {"a": 0.5, "b": None})
-    memory_ax, speed_ax = fig.axes
-    assert [(p.get_x(), p.get_width()) for p in memory_ax.patches] == [(1.0, 1.0), (1.0, 3.0)]  # from 1 to the ratio
-    assert (speed_ax.patches[0].get_x(), speed_ax.patches[0].get_width()) == (1.0, -0.5)  # a slow-down: 0.5 to 1
-    assert speed_ax.patches[0].get_facecolor() != memory_ax.patches[0].get_facecolor()
-    assert speed_ax.patches[1].get_width() == 0.0
-    assert [t.get_text() for t in speed_ax.texts] == ["not timed"]
+    ax = plot_step_memory({"full": {"weights": 2048, "rest": 1024}, "LoRA": {"weights": 2048, "rest": 512}})
+    bars = [(p.get_y(), p.get_x(), p.get_width()) for p in ax.patches]
+    assert [(x, w) for _, x, w in bars] == [(0.0, 2.0), (0.0, 2.0), (2.0, 1.0), (2.0, 0.5)]  # KiB, stacked
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["weights", "rest"]
     plt.close("all")
-    with pytest.raises(ValueError, match="same techniques"):
-        plot_technique_bars({"a": 2.0}, {"b": 1.0})
+    with pytest.raises(ValueError, match="same parts"):
+        plot_step_memory({"full": {"weights": 1}, "LoRA": {"rest": 1}})
