@@ -185,7 +185,7 @@ class MLP:
         rng = random.Random(seed)
         last = len(sizes) - 2
         self.layers = [Layer(n_in, n_out, rng, activation=i < last)
-                       for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:]))]
+                       for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=False))]
 
     def __call__(self, x: Sequence[Value | float]) -> Value | list[Value]:
         """The network's output for one input: a ``Value`` when the last layer has one unit, else a list."""

@@ -8,8 +8,13 @@ import torch
 
 from course_lib.autograd import Value, numerical_grad
 from course_lib.exercises import ExerciseFailed, NotAttempted
-from course_lib.exercises.ch01 import (check_accumulation_prediction, check_mul, check_numerical_grad,
-                                       check_shared_tensor, check_sigmoid)
+from course_lib.exercises.ch01 import (
+    check_accumulation_prediction,
+    check_mul,
+    check_numerical_grad,
+    check_shared_tensor,
+    check_sigmoid,
+)
 
 
 def not_written(*args: object) -> None:
@@ -142,7 +147,7 @@ def test_check_accumulation_prediction_explains_each_wrong_guess(capsys) -> None
     cases = {16.0: "gradient of one backward.. call: each call adds", 0.0: "does not reset x.grad",
              32.0: "2 calls' worth; count the backward.. calls", 20.0: "work out dw/dx for one call first"}
     for guess, message in cases.items():
-        with pytest.raises(ExerciseFailed, match=f"you predicted {guess:g}; the loop measured 48 = 3 x 16. .*{message}"):
+        with pytest.raises(ExerciseFailed, match=f"you predicted {guess:g}; the loop measured 48 = 3 x 16.*{message}"):
             check_accumulation_prediction(lambda guess=guess: guess, 48.0, 16.0, 3)
     with pytest.raises(ExerciseFailed, match="return your prediction as a number, got str"):
         check_accumulation_prediction(lambda: "48", 48.0, 16.0, 3)
