@@ -4,14 +4,16 @@ Each operation computes its result and, right below it, the rule that sends the 
 gradient back to its inputs. ``Value.backward()`` orders the graph topologically and applies
 those rules from the output to the leaves, which is what ``torch.autograd`` does for tensors.
 Primitives: ``+``, ``*``, ``**`` (constant power), ``exp``, ``log``, ``tanh``, ``relu``;
-negation, subtraction and division are built from them.
+negation, subtraction and division are built from them. ``Neuron``, ``Layer`` and ``MLP`` build a small
+network of ``Value``s with micrograd's ``parameters()`` / ``zero_grad()``, and ``numerical_grad`` checks
+gradients by finite differences, the check that needs no autograd.
 """
 
 from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -143,6 +145,73 @@ class Value:
 
     def __repr__(self) -> str:
         return f"Value(data={self.data:.4g}, grad={self.grad:.4g})"
+
+
+class Neuron:
+    """One unit: ``tanh(w . x + b)``, or ``w . x + b`` without the activation (an output unit)."""
+
+    def __init__(self, n_inputs: int, rng: random.Random, activation: bool = True) -> None:
+        self.w = [Value(rng.uniform(-1, 1)) for _ in range(n_inputs)]
+        self.b = Value(0.0)
+        self.activation = activation
+
+    def __call__(self, x: Sequence[Value | float]) -> Value:
+        total = sum((wi * xi for wi, xi in zip(self.w, x, strict=True)), self.b)
+        return total.tanh() if self.activation else total
+
+    def parameters(self) -> list[Value]:
+        return [*self.w, self.b]
+
+
+class Layer:
+    """``n_outputs`` neurons that all read the same inputs."""
+
+    def __init__(self, n_inputs: int, n_outputs: int, rng: random.Random, activation: bool = True) -> None:
+        self.neurons = [Neuron(n_inputs, rng, activation) for _ in range(n_outputs)]
+
+    def __call__(self, x: Sequence[Value | float]) -> list[Value]:
+        return [neuron(x) for neuron in self.neurons]
+
+    def parameters(self) -> list[Value]:
+        return [p for neuron in self.neurons for p in neuron.parameters()]
+
+
+class MLP:
+    """Layers of sizes ``sizes`` (inputs first), ``tanh`` between them, a linear last layer; weights from ``seed``."""
+
+    def __init__(self, sizes: Sequence[int], seed: int) -> None:
+        if len(sizes) < 2 or any(not isinstance(n, int) or n < 1 for n in sizes):
+            raise ValueError(f"sizes must be at least two positive ints (inputs, ..., outputs), got {list(sizes)}")
+        rng = random.Random(seed)
+        last = len(sizes) - 2
+        self.layers = [Layer(n_in, n_out, rng, activation=i < last)
+                       for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=False))]
+
+    def __call__(self, x: Sequence[Value | float]) -> Value | list[Value]:
+        """The network's output for one input: a ``Value`` when the last layer has one unit, else a list."""
+        for layer in self.layers:
+            x = layer(x)
+        return x[0] if len(x) == 1 else x
+
+    def parameters(self) -> list[Value]:
+        return [p for layer in self.layers for p in layer.parameters()]
+
+    def zero_grad(self) -> None:
+        for p in self.parameters():
+            p.grad = 0.0
+
+
+def numerical_grad(f: Callable[[list[float]], float], xs: Sequence[float], h: float = 1e-6) -> list[float]:
+    """Central differences ``(f(x + h e_i) - f(x - h e_i)) / 2h``: the gradient of ``f`` at ``xs``, without autograd."""
+    if not h > 0:
+        raise ValueError(f"h must be > 0, got {h}")
+    grads = []
+    for i in range(len(xs)):
+        up, down = list(xs), list(xs)
+        up[i] += h
+        down[i] -= h
+        grads.append((f(up) - f(down)) / (2 * h))
+    return grads
 
 
 # Operations that exist with the same spelling on Value and torch.Tensor, so one random

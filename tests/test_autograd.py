@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from course_lib.autograd import Value, random_expression
+from course_lib.autograd import MLP, Value, numerical_grad, random_expression
 
 
 def test_seed_graph_gradient_is_16() -> None:
@@ -85,3 +85,49 @@ def test_topological_order_puts_each_node_after_its_inputs() -> None:
     position = {id(n): i for i, n in enumerate(order)}
     for node in order:
         assert all(position[id(child)] < position[id(node)] for child in node._prev)
+
+
+def test_mlp_gradients_match_torch_and_finite_differences() -> None:
+    model = MLP([2, 3, 1], seed=0)
+    params = model.parameters()
+    assert len(params) == 2 * 3 + 3 + 3 + 1
+    x = [0.4, -0.7]
+    out = model(x)
+    out.backward()
+    weights = [torch.tensor(p.data, dtype=torch.float64, requires_grad=True) for p in params]
+    hidden = [torch.tanh(weights[3 * j] * x[0] + weights[3 * j + 1] * x[1] + weights[3 * j + 2]) for j in range(3)]
+    ref = sum(weights[9 + j] * hidden[j] for j in range(3)) + weights[12]  # linear last layer
+    ref.backward()
+    assert math.isclose(out.data, ref.item(), rel_tol=1e-12)
+    for p, w in zip(params, weights, strict=True):
+        assert math.isclose(p.grad, w.grad.item(), rel_tol=1e-10, abs_tol=1e-12)
+
+    def output_at(values: list[float]) -> float:
+        for p, v in zip(params, values, strict=True):
+            p.data = v
+        return model(x).data
+
+    start = [p.data for p in params]
+    numeric = numerical_grad(output_at, start)
+    assert all(math.isclose(n, p.grad, abs_tol=1e-8) for n, p in zip(numeric, params, strict=True))
+    model.zero_grad()
+    assert all(p.grad == 0.0 for p in params)
+
+
+def test_mlp_shapes_and_bad_sizes() -> None:
+    wide = MLP([2, 4, 3], seed=1)
+    assert len(wide([1.0, 2.0])) == 3 and MLP([2, 4, 3], seed=1)([1.0, 2.0])[0].data == wide([1.0, 2.0])[0].data
+    with pytest.raises(ValueError, match="sizes must be at least two positive ints"):
+        MLP([2], seed=0)
+    with pytest.raises(ValueError, match="sizes must be at least two positive ints"):
+        MLP([2, 0, 1], seed=0)
+
+
+def test_numerical_grad_is_central_and_leaves_its_input_alone() -> None:
+    xs = [1.0, 2.0]
+    grads = numerical_grad(lambda v: v[0] ** 3 + v[0] * v[1], xs, h=1e-3)
+    assert xs == [1.0, 2.0]
+    assert math.isclose(grads[0], 3 * 1.0 + 2.0 + 1e-6, rel_tol=1e-9)  # central difference of x**3: 3x**2 + h**2
+    assert math.isclose(grads[1], 1.0, rel_tol=1e-9)
+    with pytest.raises(ValueError, match="h must be > 0"):
+        numerical_grad(lambda v: v[0], [1.0], h=0)
