@@ -120,7 +120,7 @@ class _NotWritten(_Dataset):
 
 def test_check_regression_dataset_passes_the_reference(capsys: pytest.CaptureFixture) -> None:
     check_regression_dataset(_Dataset)
-    assert "[passed] Exercise 2.3" in capsys.readouterr().out
+    assert "[passed] Exercise 2.4" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(("wrong", "message"), [
@@ -173,7 +173,7 @@ def test_check_steps_prediction_passes_the_reference(capsys: pytest.CaptureFixtu
     measured = _measured_steps(LR, CURVATURES)
     assert measured == 45
     check_steps_prediction(_reference_prediction, LR, CURVATURES, measured)
-    assert "[passed] Exercise 2.4" in capsys.readouterr().out
+    assert "[passed] Exercise 2.3" in capsys.readouterr().out
     check_steps_prediction(lambda lr, c: measured + 1.0, LR, CURVATURES, measured)   # one step off is close enough
     assert "[passed]" in capsys.readouterr().out
 

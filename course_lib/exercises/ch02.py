@@ -96,8 +96,8 @@ def _item_problem(item: object, x_expected: torch.Tensor, y_expected: torch.Tens
 
 @checker
 def check_regression_dataset(dataset_cls: type) -> None:
-    """Exercise 2.3: ``dataset_cls(X, y)`` is a map-style Dataset whose item i is ``(X[i], y[i])`` as float32."""
-    title = "Exercise 2.3 (custom Dataset)"
+    """Exercise 2.4: ``dataset_cls(X, y)`` is a map-style Dataset whose item i is ``(X[i], y[i])`` as float32."""
+    title = "Exercise 2.4 (custom Dataset)"
     X, y, _ = _regression(seed=24, m=10, d=3)
     X_t, y_t = torch.as_tensor(X, dtype=torch.float32), torch.as_tensor(y, dtype=torch.float32)
     dataset = attempt(title, dataset_cls, X, y)
@@ -151,15 +151,14 @@ def _steps_to_shrink(factor: float, shrink: float) -> float:
 @checker
 def check_steps_prediction(predict_fn: Callable[[float, np.ndarray], float], lr: float, curvatures: np.ndarray,
                            measured: int, shrink: float = 10.0) -> None:
-    """Exercise 2.4: ``predict_fn(lr, curvatures)`` predicted the ``measured`` steps plain batch descent took."""
-    title = "Exercise 2.4 (predict, then run)"
+    """Exercise 2.3: ``predict_fn(lr, curvatures)`` predicted the ``measured`` steps plain batch descent took."""
+    title = "Exercise 2.3 (predict, then run)"
     curvatures = np.asarray(curvatures, dtype=np.float64)
     got = attempt(title, predict_fn, lr, curvatures.copy())
     expect(title, isinstance(got, (int, float, np.integer, np.floating)) and not isinstance(got, bool),
            f"return one number, the predicted count of steps, got {type(got).__name__}")
     expect(title, np.isfinite(got) and got > 0, f"a count of steps is a positive finite number, got {got}")
     flat, steep = curvatures.min(), curvatures.max()
-    flat_steps = _steps_to_shrink(1 - lr * flat, shrink)
     if abs(got - measured) <= 1:
         passed(title, f"you predicted {float(got):g} steps, batch descent took {measured}: the flat direction "
                f"(curvature {flat:.3g}) sets the pace, its error shrinks by |1 - lr * {flat:.3g}| "
