@@ -179,7 +179,7 @@ def test_check_steps_prediction_passes_the_reference(capsys: pytest.CaptureFixtu
 
 
 @pytest.mark.parametrize(("wrong", "message"), [
-    (lambda lr, c: 1, "pace of the steep direction"),
+    (lambda lr, c: 1, "count for the steep direction"),
     (lambda lr, c: 23, "counts the loss"),
     (lambda lr, c: float(np.ceil(np.log(10) / -np.log(abs(1 - lr * c.mean())))), "mean curvature"),
     (lambda lr, c: 100, "off by 55"),

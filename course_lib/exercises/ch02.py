@@ -165,8 +165,8 @@ def check_steps_prediction(predict_fn: Callable[[float, np.ndarray], float], lr:
                f"= {abs(1 - lr * flat):.3f} per step")
         return
     hints = [(_steps_to_shrink(1 - lr * steep, shrink),
-              "that is the pace of the steep direction (the largest curvature), which is fixed in a few steps; "
-              "the distance shrinks tenfold only when its slowest part does: use the smallest curvature"),
+              "that is the count for the steep direction (the largest curvature); the question is about the "
+              "flattest direction, the smallest curvature"),
              (_steps_to_shrink((1 - lr * flat) ** 2, shrink),
               "that counts the loss, which shrinks by the square of the factor per step; "
               "the question is about the distance along the flat direction, shrunk by |1 - lr * curvature| per step"),
