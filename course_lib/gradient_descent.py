@@ -119,7 +119,7 @@ class Trajectory:
 
 
 def descend(X: np.ndarray, y: np.ndarray, w0: np.ndarray, optimizer: SGD | Adam, orders: np.ndarray,
-        batch_size: int, max_loss_ratio: float = 1e6) -> Trajectory:
+            batch_size: int, max_loss_ratio: float = 1e6) -> Trajectory:
     """Run gradient descent on the MSE over the epochs in ``orders`` and record every step.
 
     A run whose full-data loss becomes non-finite or exceeds ``max_loss_ratio`` times the initial loss

@@ -6,7 +6,12 @@ import torch
 from torch.utils.data import Dataset
 
 from course_lib.exercises import ExerciseFailed
-from course_lib.exercises.ch02 import check_minibatch_epoch, check_mse_grad, check_regression_dataset
+from course_lib.exercises.ch02 import (
+    check_minibatch_epoch,
+    check_mse_grad,
+    check_regression_dataset,
+    check_steps_prediction,
+)
 from course_lib.gradient_descent import mse_grad
 
 
@@ -115,7 +120,7 @@ class _NotWritten(_Dataset):
 
 def test_check_regression_dataset_passes_the_reference(capsys: pytest.CaptureFixture) -> None:
     check_regression_dataset(_Dataset)
-    assert "[passed] Exercise 2.3" in capsys.readouterr().out
+    assert "[passed] Exercise 2.4" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(("wrong", "message"), [
@@ -128,8 +133,60 @@ def test_check_regression_dataset_passes_the_reference(capsys: pytest.CaptureFix
     (_NoLengthCheck, "accepted X with 10 rows and y with 9"),
     (_VagueLengthError, "should name both lengths"),
     (_NotADataset, "should subclass torch.utils.data.Dataset"),
-    (_NotWritten, "not attempted yet"),
 ])
 def test_check_regression_dataset_explains_mistakes(wrong: type, message: str) -> None:
     with pytest.raises(ExerciseFailed, match=message):
         check_regression_dataset(wrong)
+
+
+def _not_written(*args):
+    raise NotImplementedError("your turn: replace this line with your code")
+
+
+@pytest.mark.parametrize(("check", "args"), [
+    (check_mse_grad, (_not_written,)),
+    (check_minibatch_epoch, (_not_written,)),
+    (check_regression_dataset, (_NotWritten,)),
+    (check_steps_prediction, (_not_written, 0.5, np.array([0.1, 1.9]), 22)),
+])
+def test_not_attempted_prints_not_done(check, args, capsys: pytest.CaptureFixture) -> None:
+    check(*args)   # does not raise: the learner copy runs top to bottom
+    out = capsys.readouterr().out
+    assert out.startswith("[not done] Exercise 2.") and "not attempted yet" in out
+
+
+LR, CURVATURES = 0.5, np.array([0.1, 1.9])   # factors |1 - lr * c|: 0.95 (flat) and 0.05 (steep)
+
+
+def _reference_prediction(lr, curvatures):
+    return int(np.ceil(np.log(10) / -np.log(abs(1 - lr * curvatures.min()))))
+
+
+def _measured_steps(lr: float, curvatures: np.ndarray) -> int:
+    error, steps = 1.0, 0
+    while error > 0.1:
+        error, steps = error * abs(1 - lr * curvatures.min()), steps + 1
+    return steps
+
+
+def test_check_steps_prediction_passes_the_reference(capsys: pytest.CaptureFixture) -> None:
+    measured = _measured_steps(LR, CURVATURES)
+    assert measured == 45
+    check_steps_prediction(_reference_prediction, LR, CURVATURES, measured)
+    assert "[passed] Exercise 2.3" in capsys.readouterr().out
+    check_steps_prediction(lambda lr, c: measured + 1.0, LR, CURVATURES, measured)   # one step off is close enough
+    assert "[passed]" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("wrong", "message"), [
+    (lambda lr, c: 1, "count for the steep direction"),
+    (lambda lr, c: 23, "counts the loss"),
+    (lambda lr, c: float(np.ceil(np.log(10) / -np.log(abs(1 - lr * c.mean())))), "mean curvature"),
+    (lambda lr, c: 100, "off by 55"),
+    (lambda lr, c: "45", "return one number"),
+    (lambda lr, c: -3, "positive finite"),
+    (lambda lr, c: float("nan"), "positive finite"),
+])
+def test_check_steps_prediction_explains_mistakes(wrong, message: str) -> None:
+    with pytest.raises(ExerciseFailed, match=message):
+        check_steps_prediction(wrong, LR, CURVATURES, _measured_steps(LR, CURVATURES))

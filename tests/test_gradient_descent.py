@@ -170,3 +170,32 @@ def test_overshoot_measures_how_far_a_path_runs_past_the_minimum() -> None:
 def test_with_bias_column_appends_ones() -> None:
     X = np.arange(6.0).reshape(3, 2)
     np.testing.assert_array_equal(with_bias_column(X), [[0, 1, 1], [2, 3, 1], [4, 5, 1]])
+
+
+def _valley(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """An ill-conditioned least-squares problem: its features' spreads differ tenfold (curvatures ~100x)."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(128, 2)) * np.array([1.0, 0.1])
+    y = X @ np.array([2.0, -1.0]) + 0.5 * rng.normal(size=128)
+    curvatures, directions = np.linalg.eigh(2 / len(X) * X.T @ X)
+    return X, y, curvatures, directions
+
+
+def test_batch_descent_shrinks_each_eigen_error_by_its_factor() -> None:
+    X, y, curvatures, directions = _valley()
+    w_ls = np.linalg.lstsq(X, y, rcond=None)[0]
+    lr = 2 / curvatures.sum()
+    run = descend(X, y, np.array([-2.0, 2.0]), SGD(lr), np.tile(np.arange(len(y)), (20, 1)), batch_size=len(y))
+    errors = (run.weights - w_ls) @ directions   # (steps + 1, 2): error along each eigenvector
+    np.testing.assert_allclose(errors[1:], errors[:-1] * (1 - lr * curvatures), rtol=1e-9, atol=1e-12)
+
+
+def test_tuned_momentum_beats_batch_descent_in_a_narrow_valley() -> None:
+    X, y, curvatures, _ = _valley()
+    floor = mse(X, y, np.linalg.lstsq(X, y, rcond=None)[0])
+    orders = np.tile(np.arange(len(y)), (50, 1))
+    root_condition = np.sqrt(curvatures[1] / curvatures[0])
+    heavy_ball = SGD(4 / np.sqrt(curvatures).sum() ** 2, momentum=((root_condition - 1) / (root_condition + 1)) ** 2)
+    plain = descend(X, y, np.array([-2.0, 2.0]), SGD(2 / curvatures.sum()), orders, batch_size=len(y))
+    fast = descend(X, y, np.array([-2.0, 2.0]), heavy_ball, orders, batch_size=len(y))
+    assert plain.losses[-1] > 2 * floor and fast.losses[-1] < 1.01 * floor

@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from course_lib.data import batch_indices
-from course_lib.exercises import attempt, expect, expect_close, passed
+from course_lib.exercises import attempt, checker, expect, expect_close, passed
 from course_lib.gradient_descent import SGD, descend, mse_grad
 
 
@@ -18,6 +18,7 @@ def _regression(seed: int, m: int = 9, d: int = 3) -> tuple[np.ndarray, np.ndarr
     return rng.normal(size=(m, d)), rng.normal(size=m), rng.normal(size=d)
 
 
+@checker
 def check_mse_grad(grad_fn: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]) -> None:
     """Exercise 2.1: ``grad_fn(X, y, w)`` is the gradient of mean((y - X w)^2), checked against autograd."""
     title = "Exercise 2.1 (MSE gradient)"
@@ -41,6 +42,7 @@ def check_mse_grad(grad_fn: Callable[[np.ndarray, np.ndarray, np.ndarray], np.nd
     passed(title, "matches torch.autograd in float64")
 
 
+@checker
 def check_minibatch_epoch(epoch_fn: Callable[..., np.ndarray]) -> None:
     """Exercise 2.2: ``epoch_fn(X, y, w, lr, batch_size, order)`` = one epoch of mini-batch descent."""
     title = "Exercise 2.2 (mini-batch loop)"
@@ -86,15 +88,16 @@ def _item_problem(item: object, x_expected: torch.Tensor, y_expected: torch.Tens
                 f"{tuple(y_expected.shape)} (one entry of y), got {tuple(x_i.shape)} and {tuple(y_i.shape)}")
     if x_i.dtype != torch.float32 or y_i.dtype != torch.float32:
         return (f"expected float32 tensors (the dtype of nn.Linear's weights), got {x_i.dtype} and {y_i.dtype}; "
-                "torch.from_numpy keeps NumPy's float64: use torch.as_tensor(X, dtype=torch.float32)")
+                "torch.from_numpy keeps NumPy's float64: convert with dtype=torch.float32")
     if torch.equal(x_i, x_expected) and torch.equal(y_i, y_expected):
         return None
     return "the values are not row i of X and entry i of y: index both with the same i"
 
 
+@checker
 def check_regression_dataset(dataset_cls: type) -> None:
-    """Exercise 2.3: ``dataset_cls(X, y)`` is a map-style Dataset whose item i is ``(X[i], y[i])`` as float32."""
-    title = "Exercise 2.3 (custom Dataset)"
+    """Exercise 2.4: ``dataset_cls(X, y)`` is a map-style Dataset whose item i is ``(X[i], y[i])`` as float32."""
+    title = "Exercise 2.4 (custom Dataset)"
     X, y, _ = _regression(seed=24, m=10, d=3)
     X_t, y_t = torch.as_tensor(X, dtype=torch.float32), torch.as_tensor(y, dtype=torch.float32)
     dataset = attempt(title, dataset_cls, X, y)
@@ -133,3 +136,46 @@ def check_regression_dataset(dataset_cls: type) -> None:
                f"batch {k} of DataLoader(dataset, batch_size=4) is not rows {rows.start} to "
                f"{min(rows.stop, len(X)) - 1} of (X, y)")
     passed(title, f"{len(X)} rows, float32 (x_i, y_i) pairs, DataLoader batches of 4, 4, 2 in order")
+
+
+def _steps_to_shrink(factor: float, shrink: float) -> float:
+    """Steps for an error multiplied by ``factor`` per step to become ``shrink`` times smaller (inf if never)."""
+    factor = abs(factor)
+    if factor >= 1:
+        return float("inf")
+    if factor == 0:
+        return 1.0
+    return float(np.ceil(np.log(shrink) / -np.log(factor)))
+
+
+@checker
+def check_steps_prediction(predict_fn: Callable[[float, np.ndarray], float], lr: float, curvatures: np.ndarray,
+                           measured: int, shrink: float = 10.0) -> None:
+    """Exercise 2.3: ``predict_fn(lr, curvatures)`` predicted the ``measured`` steps plain batch descent took."""
+    title = "Exercise 2.3 (predict, then run)"
+    curvatures = np.asarray(curvatures, dtype=np.float64)
+    got = attempt(title, predict_fn, lr, curvatures.copy())
+    expect(title, isinstance(got, (int, float, np.integer, np.floating)) and not isinstance(got, bool),
+           f"return one number, the predicted count of steps, got {type(got).__name__}")
+    expect(title, np.isfinite(got) and got > 0, f"a count of steps is a positive finite number, got {got}")
+    flat, steep = curvatures.min(), curvatures.max()
+    if abs(got - measured) <= 1:
+        passed(title, f"you predicted {float(got):g} steps, batch descent took {measured}: the flat direction "
+               f"(curvature {flat:.3g}) sets the pace, its error shrinks by |1 - lr * {flat:.3g}| "
+               f"= {abs(1 - lr * flat):.3f} per step")
+        return
+    hints = [(_steps_to_shrink(1 - lr * steep, shrink),
+              "that is the count for the steep direction (the largest curvature); the question is about the "
+              "flattest direction, the smallest curvature"),
+             (_steps_to_shrink((1 - lr * flat) ** 2, shrink),
+              "that counts the loss, which shrinks by the square of the factor per step; "
+              "the question is about the distance along the flat direction, shrunk by |1 - lr * curvature| per step"),
+             (_steps_to_shrink(1 - lr * curvatures.mean(), shrink),
+              "that uses the mean curvature; each direction has its own factor, and the flattest one is the slowest")]
+    for wrong, hint in hints:
+        if np.isfinite(wrong) and abs(got - wrong) < 0.5 and abs(wrong - measured) > 1:
+            expect(title, False, f"you predicted {float(got):g} steps, batch descent took {measured}: {hint}")
+    expect(title, False, f"you predicted {float(got):g} steps, batch descent took {measured} "
+           f"(off by {abs(float(got) - measured):g}): each step multiplies the error along an eigenvector of H by "
+           f"1 - lr * (its curvature); count the steps until that factor, raised to their number, reaches "
+           f"1/{shrink:g} for the flattest direction")
