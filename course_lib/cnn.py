@@ -8,13 +8,11 @@ against PyTorch autograd, and the measurements that fill the notebook's NumPy-vs
 from __future__ import annotations
 
 import ast
-import functools
 import inspect
 import io
-import statistics
 import textwrap
 import tokenize
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,23 +21,11 @@ import torch.nn.functional as F
 from numpy.lib.stride_tricks import sliding_window_view
 from torch import nn
 
-from course_lib import models
+from course_lib import gradient_descent, models
 from course_lib.data import Split, batch_slices, minibatches
 from course_lib.env import check_float, check_int
-from course_lib.gradient_descent import SGD as UpdateRule  # lesson 02's momentum-SGD rule, one per parameter
-from course_lib.timing import sample_seconds
-from course_lib.training import History, fit, train_one_epoch
-
-
-def _fail_shape(layer: Layer, what: str, expected: tuple, got: tuple) -> ValueError:
-    shown = "(" + ", ".join(str(d) for d in expected) + ")"
-    return ValueError(f"{layer!r}: expected {what} of shape {shown}, got {tuple(got)}")
-
-
-def _check_shape(layer: Layer, x: np.ndarray, expected: tuple) -> None:
-    """Raise unless ``x`` matches ``expected``, where a str entry (``"N"``, ``"H"``) matches any size."""
-    if x.ndim != len(expected) or any(isinstance(e, int) and e != d for e, d in zip(expected, x.shape, strict=True)):
-        raise _fail_shape(layer, "input", expected, x.shape)
+from course_lib.timing import median, sample_seconds
+from course_lib.training import History, evaluate, fit, train_one_epoch, train_step
 
 
 def output_size(size: int, kernel_size: int, stride: int = 1, padding: int = 0) -> int:
@@ -87,58 +73,16 @@ def col2im(cols: np.ndarray, input_shape: tuple, kernel_size: int, stride: int =
 
 
 class Layer:
-    """A layer without parameters; subclasses define ``forward`` and ``backward`` with the math only.
-
-    The shape bookkeeping lives here, once: every subclass's ``forward`` is wrapped so that it first
-    calls ``check_input(x)`` and then records the output shape, and its ``backward`` so that it refuses
-    a gradient of any other shape (or one that comes before ``forward``).
-    """
+    """A layer: ``forward`` caches what ``backward`` needs; ``backward`` returns the gradient for the input
+    and sets ``grad_<param>`` for each name in ``param_names``."""
 
     param_names: tuple[str, ...] = ()
-    _out_shape: tuple | None = None
-
-    def __init_subclass__(cls, **kwargs: object) -> None:
-        super().__init_subclass__(**kwargs)
-        if "forward" in vars(cls):
-            cls.forward = Layer._checked_forward(cls.forward)
-        if "backward" in vars(cls):
-            cls.backward = Layer._checked_backward(cls.backward)
-
-    @staticmethod
-    def _checked_forward(forward: Callable[[Layer, np.ndarray], np.ndarray]) -> Callable:
-        @functools.wraps(forward)
-        def checked(self: Layer, x: np.ndarray) -> np.ndarray:
-            self.check_input(x)
-            out = forward(self, x)
-            self._out_shape = out.shape
-            return out
-        return checked
-
-    @staticmethod
-    def _checked_backward(backward: Callable[[Layer, np.ndarray], np.ndarray]) -> Callable:
-        @functools.wraps(backward)
-        def checked(self: Layer, grad_output: np.ndarray) -> np.ndarray:
-            if self._out_shape is None:
-                raise RuntimeError(f"{self!r}: call forward before backward")
-            if grad_output.shape != self._out_shape:
-                raise _fail_shape(self, "grad_output (the shape forward returned)", self._out_shape,
-                                  grad_output.shape)
-            return backward(self, grad_output)
-        return checked
-
-    def check_input(self, x: np.ndarray) -> None:
-        """Raise a ``ValueError`` naming the layer unless ``x`` is an input it accepts (here: any array)."""
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        """The layer's output for ``x``; caches what ``backward`` needs."""
         raise NotImplementedError
 
     def backward(self, grad_output: np.ndarray) -> np.ndarray:
-        """The gradient for the input, given the gradient for the output; sets ``grad_<param>``."""
         raise NotImplementedError
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
 
 
 def _uniform(rng: np.random.Generator, fan_in: int, shape: tuple, dtype: type) -> np.ndarray:
@@ -166,23 +110,14 @@ class Conv2D(Layer):
         self.grad_weights = np.zeros_like(self.weights)
         self.grad_bias = np.zeros_like(self.bias)
 
-    def __repr__(self) -> str:
-        return (f"{type(self).__name__}({self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-                f"stride={self.stride}, padding={self.padding})")
-
-    def check_input(self, x: np.ndarray) -> None:
-        """Raise unless ``x`` is (N, in_channels, H, W) with H and W (padded) at least the kernel size."""
-        _check_shape(self, x, ("N", self.in_channels, "H", "W"))
-        if min(x.shape[2:]) + 2 * self.padding < self.kernel_size:
-            raise ValueError(f"{self!r}: input {tuple(x.shape)} is smaller than the kernel "
-                             f"(H and W + 2*padding must be >= {self.kernel_size})")
-
     def output_hw(self, x: np.ndarray) -> tuple[int, int]:
         """Output height and width for the input ``x``."""
         oh, ow = (output_size(d, self.kernel_size, self.stride, self.padding) for d in x.shape[2:])
         return oh, ow
 
     def forward(self, x: np.ndarray) -> np.ndarray:
+        if x.ndim != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f"Conv2D expects input (N, {self.in_channels}, H, W), got {tuple(x.shape)}")
         oh, ow = self.output_hw(x)
         self._input_shape = x.shape
         self._cols = im2col(x, self.kernel_size, self.stride, self.padding)        # (N*OH*OW, C*k*k)
@@ -236,15 +171,6 @@ class MaxPool2D(Layer):
         self.kernel_size = check_int("kernel_size", kernel_size, min_value=1)
         self.stride = check_int("stride", kernel_size if stride is None else stride, min_value=1)
 
-    def __repr__(self) -> str:
-        return f"MaxPool2D(kernel_size={self.kernel_size}, stride={self.stride})"
-
-    def check_input(self, x: np.ndarray) -> None:
-        """Raise unless ``x`` is (N, C, H, W) with H and W at least the kernel size."""
-        _check_shape(self, x, ("N", "C", "H", "W"))
-        if min(x.shape[2:]) < self.kernel_size:
-            raise _fail_shape(self, "input", ("N", "C", f"H>={self.kernel_size}", f"W>={self.kernel_size}"), x.shape)
-
     def forward(self, x: np.ndarray) -> np.ndarray:
         win = windows(x, self.kernel_size, self.stride)
         flat = win.reshape(*win.shape[:4], -1)                  # (N, C, OH, OW, k*k)
@@ -273,11 +199,6 @@ class ReLU(Layer):
 class Flatten(Layer):
     """(N, C, H, W) -> (N, C*H*W), like ``torch.flatten(x, 1)``."""
 
-    def check_input(self, x: np.ndarray) -> None:
-        """Raise unless ``x`` has a batch axis and at least one more."""
-        if x.ndim < 2:
-            raise _fail_shape(self, "input", ("N", "..."), x.shape)
-
     def forward(self, x: np.ndarray) -> np.ndarray:
         self._input_shape = x.shape
         return x.reshape(len(x), -1)
@@ -300,13 +221,6 @@ class Dense(Layer):
         self.bias = _uniform(rng, in_features, (out_features,), dtype)
         self.grad_weights = np.zeros_like(self.weights)
         self.grad_bias = np.zeros_like(self.bias)
-
-    def __repr__(self) -> str:
-        return f"Dense({self.in_features}, {self.out_features})"
-
-    def check_input(self, x: np.ndarray) -> None:
-        """Raise unless ``x`` is (N, in_features)."""
-        _check_shape(self, x, ("N", self.in_features))
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self._x = x
@@ -416,27 +330,31 @@ class ModelSGD:
     def __init__(self, lr: float = 0.01, momentum: float = 0.0) -> None:
         self.lr = check_float("lr", lr, min_value=0.0, min_inclusive=False)
         self.momentum = check_float("momentum", momentum, min_value=0.0, max_value=1.0)
-        self._rules: dict[tuple[int, str], UpdateRule] = {}
+        self._rules: dict[tuple[int, str], gradient_descent.SGD] = {}
 
     def step(self, model: SimpleCNN) -> None:
         """Update every parameter of every layer in place from its ``grad_<name>``."""
         for i, layer in enumerate(model.layers):
             for name in layer.param_names:
-                rule = self._rules.setdefault((i, name), UpdateRule(self.lr, self.momentum))
+                rule = self._rules.setdefault((i, name), gradient_descent.SGD(self.lr, self.momentum))
                 param = getattr(layer, name)
                 param[...] = rule.step(param, getattr(layer, f"grad_{name}"))
 
 
+def train_step_numpy(model: SimpleCNN, optimizer: ModelSGD, X: np.ndarray, y: np.ndarray) -> float:
+    """One SGD step on the batch ``(X, y)``: forward, loss, backward, update. Return the loss."""
+    loss, grad_logits = cross_entropy_loss(model.forward(X), y)
+    model.backward(grad_logits)
+    optimizer.step(model)
+    return loss
+
+
 def train_one_epoch_numpy(model: SimpleCNN, batches: Iterable[tuple[np.ndarray, np.ndarray]],
                           optimizer: ModelSGD) -> float:
-    """Train on every ``(X, y)`` batch once: forward, loss, backward, step. Return the mean loss."""
+    """Train on every ``(X, y)`` batch once; return the mean loss weighted by batch size."""
     total, count = 0.0, 0
     for X, y in batches:
-        logits = model.forward(X)
-        loss, grad_logits = cross_entropy_loss(logits, y)
-        model.backward(grad_logits)
-        optimizer.step(model)
-        total += loss * len(X)
+        total += train_step_numpy(model, optimizer, X, y) * len(X)
         count += len(X)
     if count == 0:
         raise ValueError("train_one_epoch got no batches: is the data empty?")
@@ -575,23 +493,20 @@ def code_lines(*objects: object) -> int:
 
 
 def train_step_samples(model: SimpleCNN | nn.Module, X: np.ndarray, y: np.ndarray, repeats: int = 5) -> list[float]:
-    """Times of one training step (forward, loss, backward, SGD update) on the batch ``X, y``, one per call.
-
-    The step is ``train_one_epoch`` of the model's own library on a one-batch "epoch".
-    """
+    """Times of one training step (forward, loss, backward, SGD update) on the batch ``X, y``, one per call."""
     if isinstance(model, SimpleCNN):
-        optimizer = ModelSGD(lr=1e-3)
-        return sample_seconds(lambda: train_one_epoch_numpy(model, [(X, y)], optimizer), repeats)
+        numpy_optimizer = ModelSGD(lr=1e-3)
+        return sample_seconds(lambda: train_step_numpy(model, numpy_optimizer, X, y), repeats)
     device = next(model.parameters()).device
-    batch = [(torch.as_tensor(X, device=device), torch.as_tensor(y, device=device))]
+    X_t, y_t = torch.as_tensor(X, device=device), torch.as_tensor(y, device=device)
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
     loss_fn = nn.CrossEntropyLoss()
-    return sample_seconds(lambda: train_one_epoch(model, batch, loss_fn, optimizer, device), repeats)
+    return sample_seconds(lambda: train_step(model, optimizer, loss_fn, X_t, y_t), repeats)
 
 
 def train_step_seconds(model: SimpleCNN | nn.Module, X: np.ndarray, y: np.ndarray, repeats: int = 5) -> float:
     """Median time of one training step on the batch ``X, y`` (see :func:`train_step_samples`)."""
-    return statistics.median(train_step_samples(model, X, y, repeats))
+    return median(train_step_samples(model, X, y, repeats))
 
 
 @dataclass
@@ -629,8 +544,8 @@ def speed_sweep(batch_sizes: list[int], image_sizes: list[int], device: torch.de
             y = rng.integers(0, 10, batch_size)
             numpy_s = train_step_samples(numpy_model, X, y, repeats)
             torch_s = train_step_samples(torch_model, X, y, repeats)
-            rows.append(SweepRow(batch_size, image_size, 1e3 * statistics.median(numpy_s),
-                                 1e3 * statistics.median(torch_s), 1e3 * min(numpy_s), 1e3 * min(torch_s)))
+            rows.append(SweepRow(batch_size, image_size, 1e3 * median(numpy_s), 1e3 * median(torch_s),
+                                 1e3 * min(numpy_s), 1e3 * min(torch_s)))
     return rows
 
 
@@ -659,3 +574,29 @@ def fit_numpy(model: SimpleCNN, split: Split, *, epochs: int, batch_size: int = 
 
     return fit(lambda: train_one_epoch_numpy(model, minibatches(split.X_train, split.y_train, batch_size, rng),
                                             optimizer), score, epochs, log)
+
+
+def fit_torch(model: nn.Module, split: Split, *, epochs: int, batch_size: int = 32, lr: float = 0.02,
+              momentum: float = 0.9, seed: int = 0, augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
+              log: Callable[[str], None] | None = print) -> History:
+    """Train a PyTorch classifier with SGD and ``nn.CrossEntropyLoss`` on the device its parameters are on;
+    the twin of :func:`fit_numpy` (same batches for the same ``seed``).
+
+    ``augment``, if given, transforms each training image (C, H, W) every time it is drawn.
+    """
+    check_float("lr", lr, min_value=0.0, min_inclusive=False)
+    device = next(model.parameters()).device
+    X_train, y_train, X_test, y_test = split.tensors(device)
+    loss_fn = nn.CrossEntropyLoss()
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+    rng = np.random.default_rng(seed)
+
+    def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for X, y in minibatches(X_train, y_train, batch_size, rng):
+            yield (torch.stack([augment(img) for img in X]) if augment else X), y
+
+    def score() -> tuple[float, float, float]:
+        test_loss, test_accuracy = evaluate(model, X_test, y_test, loss_fn)
+        return evaluate(model, X_train, y_train)[1], test_loss, test_accuracy
+
+    return fit(lambda: train_one_epoch(model, batches(), loss_fn, optimizer, device), score, epochs, log, device)

@@ -1,16 +1,15 @@
-"""The PyTorch training loop, written once: one step, one epoch of training, and evaluation."""
+"""The PyTorch training loop, written once: one step, one epoch of training, evaluation, and fit."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 from torch import nn
 
-from course_lib.data import Split, batch_slices, minibatches
-from course_lib.env import check_float, check_int
+from course_lib.data import batch_slices
+from course_lib.env import check_int
 from course_lib.timing import Timer, median
 
 
@@ -98,29 +97,3 @@ def fit(train_epoch: Callable[[], float], score: Callable[[], tuple[float, float
             log(f"epoch {epoch}/{epochs}  loss {loss:.4f}  train accuracy {train_accuracy:.2%}  "
                 f"test accuracy {test_accuracy:.2%}")
     return history
-
-
-def fit_torch(model: nn.Module, split: Split, *, epochs: int, batch_size: int = 32, lr: float = 0.02,
-              momentum: float = 0.9, seed: int = 0, augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
-              log: Callable[[str], None] | None = print) -> History:
-    """Train a PyTorch classifier with SGD and ``nn.CrossEntropyLoss`` on the device its parameters are on.
-
-    ``augment``, if given, transforms each training image (C, H, W) every time it is drawn.
-    """
-    check_float("lr", lr, min_value=0.0, min_inclusive=False)
-    device = next(model.parameters()).device
-    X_train, y_train, X_test, y_test = split.tensors(device)
-    loss_fn = nn.CrossEntropyLoss()
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
-    rng = np.random.default_rng(seed)
-
-    def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for X, y in minibatches(X_train, y_train, batch_size, rng):
-            yield (torch.stack([augment(img) for img in X]) if augment else X), y
-
-    def score() -> tuple[float, float, float]:
-        test_loss, test_accuracy = evaluate(model, X_test, y_test, loss_fn)
-        return evaluate(model, X_train, y_train)[1], test_loss, test_accuracy
-
-    return fit(lambda: train_one_epoch(model, batches(), loss_fn, optimizer, device), score, epochs, log, device)
-

@@ -1,5 +1,7 @@
 """Notebook 03's checkers accept the reference solutions and explain the typical mistakes."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -7,7 +9,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from course_lib.exercises import ExerciseFailed
-from course_lib.exercises.ch03 import check_conv_output_size, check_dense_module, check_maxpool_backward
+from course_lib.exercises.ch03 import (
+    check_conv_output_size,
+    check_dense_module,
+    check_initial_loss,
+    check_maxpool_backward,
+)
 
 
 def good_size(size, k, s, p):
@@ -45,8 +52,9 @@ class PlainTensorDense(nn.Module):
 def test_checkers_pass_reference_solutions(capsys) -> None:
     check_conv_output_size(good_size)
     check_maxpool_backward(good_maxpool_backward)
+    check_initial_loss(lambda num_classes: math.log(num_classes), measured_loss=2.306)
     check_dense_module(GoodDense)
-    assert capsys.readouterr().out.count("[passed]") == 3
+    assert capsys.readouterr().out.count("[passed]") == 4
 
 
 @pytest.mark.parametrize("fn, message", [
@@ -63,7 +71,6 @@ def test_conv_size_checker_explains(fn, message) -> None:
     (lambda x, g, k: np.repeat(np.repeat(g, k, 2), k, 3), "shape|not the maximum"),
     (lambda x, g, k: np.zeros_like(x), "sum to 0.0000"),
     (lambda x, g, k: F.max_pool2d(torch.from_numpy(x), k).numpy(), "must have the input's shape"),
-    (lambda x, g, k: (_ for _ in ()).throw(NotImplementedError), "not attempted yet"),
 ])
 def test_maxpool_checker_explains(fn, message) -> None:
     with pytest.raises(ExerciseFailed, match=message):
@@ -73,3 +80,39 @@ def test_maxpool_checker_explains(fn, message) -> None:
 def test_dense_checker_explains_unregistered_parameters() -> None:
     with pytest.raises(ExerciseFailed, match="wrap the tensors in nn.Parameter"):
         check_dense_module(PlainTensorDense)
+
+
+def not_written(*args):
+    raise NotImplementedError("your turn: replace this line with your code")
+
+
+class NotWrittenDense(nn.Module):
+    def __init__(self, in_features, out_features):
+        super().__init__()
+        not_written()
+
+
+@pytest.mark.parametrize("check, args", [
+    (check_conv_output_size, (not_written,)),
+    (check_maxpool_backward, (not_written,)),
+    (check_initial_loss, (not_written, 2.306)),
+    (check_dense_module, (NotWrittenDense,)),
+])
+def test_not_attempted_prints_not_done(check, args, capsys) -> None:
+    check(*args)  # does not raise: the learner copy runs top to bottom
+    out = capsys.readouterr().out
+    assert out.startswith("[not done] Exercise 3.") and "not attempted yet" in out
+
+
+@pytest.mark.parametrize("prediction, message", [
+    (0.1, "probability an untrained model gives the true class"),
+    (1.0, "log in base 10"),
+    (math.log2(10), "base 2"),
+    (0.0, "perfect model"),
+    (5.0, "what probability does softmax then give each of the 10 classes"),
+    (-1.0, "finite number >= 0"),
+    ("2.3", "return a number"),
+])
+def test_initial_loss_checker_explains(prediction, message) -> None:
+    with pytest.raises(ExerciseFailed, match=message):
+        check_initial_loss(lambda num_classes: prediction, measured_loss=2.306)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -10,9 +11,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from course_lib import cnn
-from course_lib.exercises import ExerciseFailed, attempt, expect, expect_close, passed
+from course_lib.exercises import ExerciseFailed, attempt, checker, expect, expect_close, passed
 
 
+@checker
 def check_conv_output_size(conv_output_size: Callable[[int, int, int, int], int]) -> None:
     """Exercise 3.1: ``conv_output_size(size, kernel_size, stride, padding)`` matches ``nn.Conv2d``."""
     title = "Exercise 3.1 (conv output size)"
@@ -32,6 +34,7 @@ def check_conv_output_size(conv_output_size: Callable[[int, int, int, int], int]
     passed(title, f"{len(cases)} shapes match nn.Conv2d")
 
 
+@checker
 def check_maxpool_backward(maxpool_backward: Callable[[np.ndarray, np.ndarray, int], np.ndarray]) -> None:
     """Exercise 3.2: ``maxpool_backward(x, grad_output, kernel_size)`` equals autograd through ``F.max_pool2d``."""
     title = "Exercise 3.2 (MaxPool2D backward)"
@@ -59,9 +62,41 @@ def check_maxpool_backward(maxpool_backward: Callable[[np.ndarray, np.ndarray, i
     passed(title, "matches autograd through F.max_pool2d, odd sizes included")
 
 
+@checker
+def check_initial_loss(predict_initial_loss: Callable[[int], float], measured_loss: float,
+                       num_classes: int = 10) -> None:
+    """Exercise 3.3 (predict, then run): the cross-entropy of an untrained ``num_classes``-way classifier."""
+    title = "Exercise 3.3 (the loss before training)"
+    predicted = attempt(title, predict_initial_loss, num_classes)
+    expect(title, isinstance(predicted, (int, float, np.integer, np.floating)) and not isinstance(predicted, bool),
+           f"return a number (your prediction), got {type(predicted).__name__} {predicted!r}")
+    predicted = float(predicted)
+    expect(title, math.isfinite(predicted) and predicted >= 0,
+           f"a cross-entropy is a finite number >= 0 (minus the log of a probability), you predicted {predicted}")
+    measured = f"the untrained model's measured loss is {measured_loss:.2f}"
+    if abs(predicted - measured_loss) <= 0.1:
+        passed(title, f"you predicted {predicted:.2f}, {measured}: with small random weights every class gets "
+                      f"about 1/{num_classes} of the probability, and the loss is minus the log of the true "
+                      "class's probability. A first loss far from this means a bug (or a bad initialisation)")
+        return
+    close = [(1 / num_classes, f"{predicted:.3g} is the probability an untrained model gives the true class; "
+                               "the loss is minus the log of that probability"),
+             (math.log10(num_classes), "you took the log in base 10: cross-entropy uses the natural log"),
+             (math.log2(num_classes), "you took the log in base 2 (bits): cross-entropy uses the natural log"),
+             (0.0, "0 is the loss of a perfect model; an untrained one guesses"),
+             (1.0, "a loss is not an accuracy or a probability: it is minus the log of the true class's probability")]
+    for value, why in close:
+        if abs(predicted - value) <= 0.02:
+            raise ExerciseFailed(f"{title}: you predicted {predicted:.3g}, {measured}. {why}")
+    raise ExerciseFailed(f"{title}: you predicted {predicted:.3g}, {measured}. Hint: an untrained model's "
+                         f"logits are all close to each other; what probability does softmax then give each of the "
+                         f"{num_classes} classes, and what is minus its log?")
+
+
+@checker
 def check_dense_module(module_class: type[nn.Module]) -> None:
-    """Exercise 3.3: an ``nn.Module`` port of ``cnn.Dense``; autograd must reproduce the hand-written backward."""
-    title = "Exercise 3.3 (Dense as an nn.Module)"
+    """Exercise 3.4: an ``nn.Module`` port of ``cnn.Dense``; autograd must reproduce the hand-written backward."""
+    title = "Exercise 3.4 (Dense as an nn.Module)"
     module = attempt(title, module_class, 7, 5)
     params = dict(module.named_parameters())
     expect(title, len(params) == 2,
