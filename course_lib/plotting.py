@@ -2,8 +2,8 @@
 training histories, and ZeRO memory bars (``draw_zero_stages``). Each figure answers one question and has a
 title, axis labels and, where there are several lines, a legend.
 
-A figure that draws a lesson's own objects imports them when it is called, so importing this module
-costs matplotlib and torch only: a notebook's kernel loads no lesson it does not use.
+Figures take plain data (arrays, numbers, dicts); this module imports no lesson module, so importing it
+costs matplotlib and torch only, and a lesson's own objects are computed by the notebook that draws them.
 """
 
 from __future__ import annotations
@@ -120,7 +120,7 @@ def show_channels(images: np.ndarray, title: str, ncols: int = 8, symmetric: boo
         shown = ax.imshow(grid.numpy(), cmap="RdBu_r", vmin=-limit, vmax=limit)
         fig.colorbar(shown, ax=ax, fraction=0.03, label="weight")
     else:
-        grid = make_grid(tiles, nrow=ncols, padding=1, normalize=True, scale_each=True, pad_value=1.0)[0]
+        grid = make_grid(tiles, nrow=ncols, padding=1, normalize=True, scale_each=True, pad_value=0.5)[0]
         ax.imshow(grid.numpy(), cmap="magma")
     ax.set_title(title)
     ax.axis("off")
@@ -289,22 +289,23 @@ def _draw_cells(ax: plt.Axes, values: np.ndarray, x0: float, title: str, gid: st
     ax.text(x0 + values.shape[1] / 2, -0.3, title, ha="center", va="bottom", fontsize=9)
 
 
-def draw_im2col(image: np.ndarray, kernel: np.ndarray, stride: int = 1) -> plt.Figure:
-    """Draw im2col on a small image: each k x k window (one colour each) becomes one row of the matrix that
-    ``cnn.im2col`` returns, and that matrix times the flattened kernel is the convolution's output."""
+def draw_im2col(image: np.ndarray, kernel: np.ndarray, cols: np.ndarray, stride: int = 1) -> plt.Figure:
+    """Draw im2col on a small image: each k x k window (one colour each) becomes one row of ``cols``, the
+    matrix lesson 03's ``cnn.im2col`` returns, and that matrix times the flattened kernel is the output."""
     image, kernel = np.asarray(image, dtype=np.float64), np.asarray(kernel, dtype=np.float64)
     if image.ndim != 2 or kernel.ndim != 2 or kernel.shape[0] != kernel.shape[1] or kernel.shape[0] > min(image.shape):
         raise ValueError(f"need a 2-D image and a square 2-D kernel no larger than it, got image {image.shape} "
                          f"and kernel {kernel.shape}")
     check_int("stride", stride, min_value=1)
-    from course_lib.cnn import im2col, output_size
-
     k, (h, w) = kernel.shape[0], image.shape
-    oh, ow = output_size(h, k, stride), output_size(w, k, stride)
+    ow = (w - k) // stride + 1  # the windows of one row of the picture (no padding)
+    cols = np.asarray(cols, dtype=np.float64)
+    if cols.ndim != 2 or cols.shape[1] != k * k or cols.shape[0] % ow:
+        raise ValueError(f"cols must be the im2col matrix of this image (windows x {k * k}), got shape {cols.shape}")
+    oh = cols.shape[0] // ow
     colors = plt.get_cmap("tab10").colors
     if oh * ow > len(colors):
         raise ValueError(f"at most {len(colors)} windows fit in the picture (one colour each), got {oh * ow}")
-    cols = im2col(image[None, None], k, stride)                    # (windows, k*k): the real thing
     output = cols @ kernel.ravel()
     fill = [(*colors[i], 0.45) for i in range(oh * ow)]            # window i's colour, translucent
     x_cols = w + 2.5

@@ -52,10 +52,11 @@ def test_draw_im2col_shows_the_real_windows_rows_and_output() -> None:
     import torch
     import torch.nn.functional as F
 
+    from course_lib.cnn import im2col
     from course_lib.plotting import draw_im2col
 
     image, kernel = np.arange(1, 17).reshape(4, 4), np.eye(3)
-    ax = draw_im2col(image, kernel).axes[0]
+    ax = draw_im2col(image, kernel, im2col(image[None, None].astype(float), 3)).axes[0]
 
     def numbers(gid: str) -> list[float]:
         return [float(t.get_text()) for t in ax.texts if t.get_gid() == gid]
@@ -71,9 +72,11 @@ def test_draw_im2col_shows_the_real_windows_rows_and_output() -> None:
     assert len(set(outlines)) == 4 and outlines == row_fills == out_fills  # window i, row i, output i: one colour
     plt.close("all")
     with pytest.raises(ValueError, match="square 2-D kernel no larger"):
-        draw_im2col(np.ones((2, 2)), np.ones((3, 3)))
+        draw_im2col(np.ones((2, 2)), np.ones((3, 3)), np.ones((1, 9)))
+    with pytest.raises(ValueError, match="im2col matrix of this image"):
+        draw_im2col(np.ones((4, 4)), np.ones((3, 3)), np.ones((3, 9)))
     with pytest.raises(ValueError, match="at most 10 windows"):
-        draw_im2col(np.ones((5, 5)), np.ones((1, 1)))
+        draw_im2col(np.ones((5, 5)), np.ones((1, 1)), np.ones((25, 1)))
 
 
 # --- lesson 05 ---
@@ -176,3 +179,14 @@ def test_step_memory_plot_stacks_the_parts_of_each_configuration() -> None:
     plt.close("all")
     with pytest.raises(ValueError, match="same parts"):
         plot_step_memory({"full": {"weights": 1}, "LoRA": {"rest": 1}})
+
+
+def test_plotting_imports_no_lesson_module() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, course_lib.plotting; print(' '.join(m for m in sys.modules if m.startswith('course_lib.')))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    lessons = {"autograd", "gradient_descent", "cnn", "bce", "fsdp", "finetuning"}
+    assert not lessons & {name.split(".")[1] for name in loaded}, loaded
+
