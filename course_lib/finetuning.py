@@ -153,6 +153,14 @@ class TrainResult:
     seconds_per_step: float
 
 
+def next_token_loss(model: nn.Module) -> Callable[[CausalLMOutputWithPast, torch.Tensor], torch.Tensor]:
+    """The loss ``training.train_step`` takes for a causal LM: the model's own next-token loss on its output."""
+    def loss_fn(output: CausalLMOutputWithPast, labels: torch.Tensor) -> torch.Tensor:
+        return model.loss_function(output.logits, labels, model.config.vocab_size)
+
+    return loss_fn
+
+
 def train_lm(model: nn.Module, tokenizer: CharTokenizer, examples: list[tuple[str, str]], steps: int,
              lr: float, batch_size: int = 8, seed: int = 0) -> TrainResult:
     """AdamW on the parameters that require gradients, one random batch of ``examples`` per step.
@@ -170,10 +178,7 @@ def train_lm(model: nn.Module, tokenizer: CharTokenizer, examples: list[tuple[st
         raise ValueError("model must have parameters that require gradients, got none")
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     generator = torch.Generator().manual_seed(seed)
-
-    def loss_fn(output: CausalLMOutputWithPast, targets: torch.Tensor) -> torch.Tensor:
-        return model.loss_function(output.logits, targets, model.config.vocab_size)
-
+    loss_fn = next_token_loss(model)
     model.train()
     losses, seconds = [], []
     for _ in range(steps):
@@ -404,14 +409,10 @@ def step_peak_bytes(model: nn.Module, input_ids: torch.Tensor, labels: torch.Ten
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     model.train()
 
-    def step() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        model(input_ids=input_ids, labels=labels).loss.backward()
-        optimizer.step()
-
-    step()  # creates Adam's state
+    loss_fn = next_token_loss(model)
+    train_step(model, optimizer, loss_fn, input_ids, labels)  # creates Adam's state
     with PeakTensorMeter() as meter:
-        step()
+        train_step(model, optimizer, loss_fn, input_ids, labels)
     weights = storage_bytes([*model.parameters(), *model.buffers()])
     adam = sum(optimizer_state_bytes(optimizer).values())
     return {"weights": weights, "Adam state": adam, "made in the step": meter.peak}
